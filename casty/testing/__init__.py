@@ -1,0 +1,44 @@
+"""Public test helpers: one contract suite per plug-in protocol, clocks, fakes and waits.
+
+A plug-in's own tests run the shipped suite by subclassing it once::
+
+    import pytest
+    from casty.testing import JournalContract
+
+    class TestMyJournal(JournalContract):
+        @pytest.fixture
+        def journal_factory(self, tmp_path):
+            return lambda: MyJournal(tmp_path / "j.db")
+
+Names are imported lazily, so ``import casty.testing`` needs neither pytest nor hypothesis until a
+suite is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = [
+    "DiscoveryContract",
+    "JournalContract",
+    "ManualClock",
+    "SerializerContract",
+    "TransportContract",
+    "wait_until",
+]
+
+_LAZY = {
+    "JournalContract": "casty.testing.journal_contract",
+    "TransportContract": "casty.testing.transport_contract",
+    "SerializerContract": "casty.testing.serializer_contract",
+    "DiscoveryContract": "casty.testing.discovery_contract",
+    "ManualClock": "casty.testing.clock",
+    "wait_until": "casty.testing.wait",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(name)
