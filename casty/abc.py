@@ -224,14 +224,17 @@ class Journal(ABC):
     async def write(self, entries: Sequence[JournalEntry]) -> None:
         """Append ``entries`` atomically: all are stored or none is.
 
-        All entries share one persistence id and carry consecutive sequence numbers. The call
-        returns once they are durable to the journal's configured level. Concurrent writers to
-        one persistence id race: exactly one wins a given sequence number.
+        All entries share one persistence id and one epoch, and carry consecutive sequence
+        numbers, the first being ``highest_sequence_nr + 1``. The call returns once they are
+        durable to the journal's configured level. Concurrent writers to one persistence id
+        race: exactly one wins a given sequence number.
 
         Raises:
-            SequenceConflict: a sequence number is already stored (nothing of this call is stored).
+            SequenceConflict: the first sequence number is not ``highest_sequence_nr + 1`` (it
+                is taken, or it would leave a gap); nothing of this call is stored.
             StaleEpoch: an entry's epoch is lower than one already stored for the id.
-            WriteRejected: the input can never be stored (mixed ids, non-consecutive numbers).
+            WriteRejected: the input can never be stored (mixed ids or epochs, non-consecutive
+                numbers).
             JournalUnavailable: the store failed; nothing of this call is known to be stored.
             ResourceClosed: after `aclose`.
 
@@ -341,7 +344,7 @@ class Connection(ABC):
 
     @abstractmethod
     async def drain(self) -> None:
-        """Wait until the queued bytes fall below the transport's high-water mark.
+        """Write what `send` queued now, then wait until the backlog is below the high-water mark.
 
         Raises:
             ConnectionBroken: the connection was lost while waiting.
@@ -351,7 +354,8 @@ class Connection(ABC):
     async def receive_many(self) -> list[bytes]:
         """Wait for at least one frame and return every frame already received, in order.
 
-        Returns an empty list once the peer closed cleanly (and keeps returning it).
+        Returns an empty list once the peer closed cleanly or `aclose` was called here (and
+        keeps returning it); frames received before that are returned first.
 
         Raises:
             ConnectionBroken: the peer vanished mid-frame or reset the connection.
@@ -376,6 +380,17 @@ class Connection(ABC):
     async def aclose(self) -> None:
         """Flush what is queued (best effort) and close; idempotent."""
 
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
     @property
     @abstractmethod
     def is_closing(self) -> bool:
@@ -396,6 +411,17 @@ class Listener(ABC):
     @abstractmethod
     async def aclose(self) -> None:
         """Stop accepting and close accepted connections whose handlers still run; idempotent."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
 
 class Transport(ABC):

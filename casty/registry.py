@@ -34,7 +34,8 @@ class BackendURL:
         scheme: the part before ``+`` or ``://`` (``"sqlite"``), lower-case.
         variant: the part after ``+`` (``"asyncpg"`` in ``postgresql+asyncpg://``), or ``""``.
         username, password: percent-decoded credentials, or ``None``.
-        host: host name or address, ``""`` when absent.
+        host: host name or address, ``""`` when absent; a comma-separated host list
+            (``h1:7000,h2:7000``) is kept whole, ports included, with ``port`` ``None``.
         port: TCP port, or ``None``.
         path: everything after the authority, without its leading ``/`` (so
             ``sqlite:////abs.db`` gives ``"/abs.db"`` and ``sqlite:///rel.db`` gives ``"rel.db"``).
@@ -74,17 +75,23 @@ class BackendURL:
         if not rest:
             return cls(scheme=scheme, variant=variant, raw=url)
         parts = urlsplit("//" + rest)
-        try:
-            port = parts.port
-        except ValueError as exc:
-            raise ConfigurationError(f"backend URL {url!r} has an invalid port") from exc
+        hosts = parts.netloc.rpartition("@")[2]
+        if "," in hosts:
+            # A host list (``static://h1:7000,h2:7000``, as in libpq's multi-host URLs): kept
+            # whole in ``host`` for the backend to split; there is no single port.
+            host, port = hosts, None
+        else:
+            try:
+                host, port = parts.hostname or "", parts.port
+            except ValueError as exc:
+                raise ConfigurationError(f"backend URL {url!r} has an invalid port") from exc
         path = parts.path[1:] if parts.path.startswith("/") else parts.path
         return cls(
             scheme=scheme,
             variant=variant,
             username=unquote(parts.username) if parts.username is not None else None,
             password=unquote(parts.password) if parts.password is not None else None,
-            host=parts.hostname or "",
+            host=host,
             port=port,
             path=unquote(path),
             query=dict(parse_qsl(parts.query, keep_blank_values=True)),

@@ -21,9 +21,12 @@ from typing import Any
 
 __all__ = [
     "DiscoveryContract",
+    "FakeNetwork",
     "JournalContract",
     "ManualClock",
+    "SerializerCapabilities",
     "SerializerContract",
+    "TransportCapabilities",
     "TransportContract",
     "wait_until",
 ]
@@ -31,7 +34,10 @@ __all__ = [
 _LAZY = {
     "JournalContract": "casty.testing.journal_contract",
     "TransportContract": "casty.testing.transport_contract",
+    "TransportCapabilities": "casty.testing.transport_contract",
+    "FakeNetwork": "casty.testing.network",
     "SerializerContract": "casty.testing.serializer_contract",
+    "SerializerCapabilities": "casty.testing.serializer_contract",
     "DiscoveryContract": "casty.testing.discovery_contract",
     "ManualClock": "casty.testing.clock",
     "wait_until": "casty.testing.wait",

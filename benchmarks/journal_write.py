@@ -1,0 +1,336 @@
+"""Journal write and replay throughput beside the raw driver, for SQLite and PostgreSQL.
+
+Figures (each the median of ``--runs`` runs, ours and the baseline interleaved):
+
+- ``<backend>.sequential_write``: one task writes single-event batches, each awaited;
+  baseline: the same rows inserted one per transaction with the bare driver.
+- ``<backend>.concurrent_write_vs_single``: 100 tasks write single-event batches at once
+  (group commit); baseline: the driver's single-row-per-transaction rate (as above).
+- ``<backend>.concurrent_write_vs_batch``: the same figure; baseline: the driver inserting
+  100 rows per transaction (``executemany``).
+- ``<backend>.concurrent_write_vs_pool`` (PostgreSQL only): baseline: 100 tasks each committing
+  single rows through a pool of as many connections as the journal's pool.
+- ``<backend>.replay``: streaming 100,000 events of one id; baseline: one plain ``SELECT`` of
+  the same rows, iterated.
+- ``<backend>.replay_peak_memory``: tracemalloc peak while replaying 100,000 events; baseline:
+  the plain ``SELECT``. ``replay_peak_memory_10k`` shows ours does not grow with the log.
+
+Durability is equal on both sides: SQLite WAL with the journal's ``synchronous`` (FULL unless
+``--synchronous normal``), PostgreSQL's default ``synchronous_commit``. The baseline tables have
+the same columns and the ``(persistence_id, sequence_nr)`` primary key, without the journal's
+high-water-mark table and ordering column.
+
+Run: ``python benchmarks/journal_write.py [--backend sqlite|postgres|all] [--runs 5]``.
+PostgreSQL uses ``--dsn`` or ``CASTY_TEST_POSTGRES_DSN`` (skipped when neither is given).
+Prints one JSON object per line: name, ours, baseline, ratio, unit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+import tracemalloc
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import aiosqlite
+import asyncpg
+
+from casty.abc import Journal, JournalEntry
+from casty.journals.postgres import PostgresJournal
+from casty.journals.sqlite import SQLiteJournal
+
+PAYLOAD = b"x" * 100
+WRITERS = 100
+REPLAY_EVENTS = 100_000
+COLUMNS = "persistence_id, sequence_nr, epoch, timestamp_ms, serializer, manifest, payload"
+
+
+def entry(persistence_id: str, sequence_nr: int) -> JournalEntry:
+    return JournalEntry(persistence_id, sequence_nr, PAYLOAD, "msgpack", "bench:Event", 0, 1)
+
+
+def row(persistence_id: str, sequence_nr: int) -> tuple[Any, ...]:
+    return (persistence_id, sequence_nr, 0, 1, "msgpack", "bench:Event", PAYLOAD)
+
+
+def emit(name: str, ours: float, baseline: float, unit: str) -> None:
+    record = {
+        "name": name,
+        "ours": round(ours, 1),
+        "baseline": round(baseline, 1),
+        "ratio": round(ours / baseline, 3),
+        "unit": unit,
+    }
+    print(json.dumps(record), flush=True)
+
+
+def fresh_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+async def timed(action: Callable[[], Awaitable[int]]) -> float:
+    """Events per second of ``action``, which returns how many events it handled."""
+    start = time.perf_counter()
+    count = await action()
+    return count / (time.perf_counter() - start)
+
+
+async def peak_memory(action: Callable[[], Awaitable[int]]) -> float:
+    tracemalloc.start()
+    try:
+        await action()
+        return float(tracemalloc.get_traced_memory()[1])
+    finally:
+        tracemalloc.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# our side, identical for both journals
+
+
+async def ours_sequential(journal: Journal, count: int) -> int:
+    persistence_id = fresh_id()
+    for nr in range(1, count + 1):
+        await journal.write([entry(persistence_id, nr)])
+    return count
+
+
+async def ours_concurrent(journal: Journal, per_writer: int) -> int:
+    prefix = fresh_id()
+
+    async def writer(n: int) -> None:
+        for nr in range(1, per_writer + 1):
+            await journal.write([entry(f"{prefix}-{n}", nr)])
+
+    await asyncio.gather(*(writer(n) for n in range(WRITERS)))
+    return WRITERS * per_writer
+
+
+async def fill(journal: Journal, persistence_id: str, count: int) -> None:
+    for start in range(1, count + 1, 4000):
+        stop = min(start + 4000, count + 1)
+        await journal.write([entry(persistence_id, nr) for nr in range(start, stop)])
+
+
+async def ours_replay(journal: Journal, persistence_id: str) -> int:
+    count = 0
+    async for _ in journal.replay(persistence_id):
+        count += 1
+    return count
+
+
+# --------------------------------------------------------------------------------------------
+# SQLite
+
+
+class RawSQLite:
+    def __init__(self, path: Path, synchronous: str) -> None:
+        self.path, self.synchronous = path, synchronous
+        self.insert = f"INSERT INTO raw ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+
+    async def __aenter__(self) -> RawSQLite:
+        self.db = await aiosqlite.connect(self.path)
+        await self.db.execute("PRAGMA journal_mode = WAL")
+        await self.db.execute(f"PRAGMA synchronous = {self.synchronous}")
+        await self.db.execute(
+            "CREATE TABLE IF NOT EXISTS raw (persistence_id TEXT NOT NULL, sequence_nr INTEGER"
+            " NOT NULL, epoch INTEGER NOT NULL, timestamp_ms INTEGER NOT NULL, serializer TEXT"
+            " NOT NULL, manifest TEXT NOT NULL, payload BLOB NOT NULL,"
+            " PRIMARY KEY (persistence_id, sequence_nr))"
+        )
+        await self.db.commit()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.db.close()
+
+    async def single(self, count: int) -> int:
+        persistence_id = fresh_id()
+        for nr in range(1, count + 1):
+            await self.db.execute(self.insert, row(persistence_id, nr))
+            await self.db.commit()
+        return count
+
+    async def batches(self, count: int) -> int:
+        prefix = fresh_id()
+        for nr in range(1, count // WRITERS + 1):
+            await self.db.executemany(
+                self.insert, [row(f"{prefix}-{n}", nr) for n in range(WRITERS)]
+            )
+            await self.db.commit()
+        return count
+
+    async def fill(self, persistence_id: str, count: int) -> None:
+        await self.db.executemany(self.insert, [row(persistence_id, nr) for nr in range(count)])
+        await self.db.commit()
+
+    async def select(self, persistence_id: str) -> int:
+        rows = await self.db.execute_fetchall(
+            f"SELECT {COLUMNS} FROM raw WHERE persistence_id = ? ORDER BY sequence_nr",
+            (persistence_id,),
+        )
+        count = 0
+        for _ in rows:
+            count += 1
+        return count
+
+
+async def bench_sqlite(runs: int, synchronous: Literal["FULL", "NORMAL"], scale: float) -> None:
+    with tempfile.TemporaryDirectory(dir=os.environ.get("CASTY_BENCH_DIR")) as directory:
+        journal = SQLiteJournal(Path(directory) / "journal.db", synchronous=synchronous)
+        async with journal, RawSQLite(Path(directory) / "raw.db", synchronous) as raw:
+            await report_all("sqlite", journal, raw, runs, scale)
+
+
+# --------------------------------------------------------------------------------------------
+# PostgreSQL
+
+
+class RawPostgres:
+    def __init__(self, dsn: str, pool_size: int) -> None:
+        self.dsn, self.pool_size = dsn, pool_size
+        self.table = f"casty_bench_raw_{fresh_id()}"
+        self.insert = f"INSERT INTO {self.table} ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+
+    async def __aenter__(self) -> RawPostgres:
+        self.connection = await asyncpg.connect(self.dsn)
+        self.pool = await asyncpg.create_pool(
+            self.dsn, min_size=self.pool_size, max_size=self.pool_size
+        )
+        await self.connection.execute(
+            f"CREATE TABLE {self.table} (persistence_id TEXT NOT NULL, sequence_nr BIGINT"
+            " NOT NULL, epoch BIGINT NOT NULL, timestamp_ms BIGINT NOT NULL, serializer TEXT"
+            " NOT NULL, manifest TEXT NOT NULL, payload BYTEA NOT NULL,"
+            " PRIMARY KEY (persistence_id, sequence_nr))"
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.connection.execute(f"DROP TABLE {self.table}")
+        await self.connection.close()
+        await self.pool.close()
+
+    async def single(self, count: int) -> int:
+        persistence_id = fresh_id()
+        for nr in range(1, count + 1):
+            await self.connection.execute(self.insert, *row(persistence_id, nr))
+        return count
+
+    async def batches(self, count: int) -> int:
+        prefix = fresh_id()
+        for nr in range(1, count // WRITERS + 1):
+            async with self.connection.transaction():
+                await self.connection.executemany(
+                    self.insert, [row(f"{prefix}-{n}", nr) for n in range(WRITERS)]
+                )
+        return count
+
+    async def pooled(self, per_writer: int) -> int:
+        prefix = fresh_id()
+
+        async def writer(n: int) -> None:
+            for nr in range(1, per_writer + 1):
+                await self.pool.execute(self.insert, *row(f"{prefix}-{n}", nr))
+
+        await asyncio.gather(*(writer(n) for n in range(WRITERS)))
+        return WRITERS * per_writer
+
+    async def fill(self, persistence_id: str, count: int) -> None:
+        await self.connection.copy_records_to_table(
+            self.table, records=[row(persistence_id, nr) for nr in range(count)]
+        )
+
+    async def select(self, persistence_id: str) -> int:
+        rows = await self.connection.fetch(
+            f"SELECT {COLUMNS} FROM {self.table} WHERE persistence_id = $1 ORDER BY sequence_nr",
+            persistence_id,
+        )
+        count = 0
+        for _ in rows:
+            count += 1
+        return count
+
+
+async def bench_postgres(runs: int, dsn: str, scale: float) -> None:
+    table = f"casty_bench_{fresh_id()}"
+    journal = PostgresJournal(dsn, table=table)
+    try:
+        async with journal, RawPostgres(dsn, pool_size=10) as raw:
+            await report_all("postgres", journal, raw, runs, scale)
+    finally:
+        connection = await asyncpg.connect(dsn)
+        await connection.execute(f"DROP TABLE IF EXISTS {table}, {table}_snapshots")
+        await connection.close()
+
+
+# --------------------------------------------------------------------------------------------
+
+
+async def report_all(
+    backend: str, journal: Journal, raw: RawSQLite | RawPostgres, runs: int, scale: float
+) -> None:
+    sequential = max(200, int(2000 * scale))
+    per_writer = max(5, int(40 * scale))
+    await ours_sequential(journal, 50)  # warm up: open, prepare statements
+    await raw.single(50)
+
+    ours_a, raw_single, ours_b, raw_batch, raw_pool = [], [], [], [], []
+    for _ in range(runs):
+        ours_a.append(await timed(lambda: ours_sequential(journal, sequential)))
+        raw_single.append(await timed(lambda: raw.single(sequential)))
+        ours_b.append(await timed(lambda: ours_concurrent(journal, per_writer)))
+        raw_batch.append(await timed(lambda: raw.batches(WRITERS * per_writer)))
+        if isinstance(raw, RawPostgres):
+            raw_pool.append(await timed(lambda: raw.pooled(per_writer)))
+    median = statistics.median
+    emit(f"{backend}.sequential_write", median(ours_a), median(raw_single), "events/s")
+    emit(f"{backend}.concurrent_write_vs_single", median(ours_b), median(raw_single), "events/s")
+    emit(f"{backend}.concurrent_write_vs_batch", median(ours_b), median(raw_batch), "events/s")
+    if raw_pool:
+        emit(f"{backend}.concurrent_write_vs_pool", median(ours_b), median(raw_pool), "events/s")
+
+    replay_events = max(10_000, int(REPLAY_EVENTS * scale))
+    persistence_id, small_id = fresh_id(), fresh_id()
+    await fill(journal, persistence_id, replay_events)
+    await fill(journal, small_id, replay_events // 10)
+    await raw.fill(persistence_id, replay_events)
+    ours_c, raw_c = [], []
+    for _ in range(runs):
+        ours_c.append(await timed(lambda: ours_replay(journal, persistence_id)))
+        raw_c.append(await timed(lambda: raw.select(persistence_id)))
+    emit(f"{backend}.replay", median(ours_c), median(raw_c), "events/s")
+    ours_peak = await peak_memory(lambda: ours_replay(journal, persistence_id))
+    raw_peak = await peak_memory(lambda: raw.select(persistence_id))
+    small_peak = await peak_memory(lambda: ours_replay(journal, small_id))
+    emit(f"{backend}.replay_peak_memory", ours_peak, raw_peak, "bytes")
+    emit(f"{backend}.replay_peak_memory_10k", small_peak, ours_peak, "bytes")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "all"], default="all")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--synchronous", choices=["full", "normal"], default="full")
+    parser.add_argument("--scale", type=float, default=1.0, help="shrink the workloads (0-1]")
+    parser.add_argument("--dsn", default=os.environ.get("CASTY_TEST_POSTGRES_DSN", ""))
+    args = parser.parse_args()
+    if args.backend in ("sqlite", "all"):
+        synchronous: Literal["FULL", "NORMAL"] = "FULL" if args.synchronous == "full" else "NORMAL"
+        asyncio.run(bench_sqlite(args.runs, synchronous, args.scale))
+    if args.backend in ("postgres", "all"):
+        if args.dsn:
+            asyncio.run(bench_postgres(args.runs, args.dsn, args.scale))
+        else:
+            print(json.dumps({"name": "postgres", "skipped": "no --dsn"}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Cluster membership: members, gossip, failure detection, split brain resolution, events."""

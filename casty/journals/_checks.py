@@ -1,0 +1,211 @@
+"""Input checks shared by the journals, so every backend rejects bad input the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import fields
+from typing import Any
+
+from casty.abc import MAX_SEQUENCE_NR, JournalEntry, SnapshotEntry
+from casty.errors import ConfigurationError, CorruptEntry, WriteRejected
+
+__all__ = [
+    "check_bound",
+    "check_id",
+    "check_limit",
+    "check_snapshot",
+    "check_write",
+    "entry_error",
+    "make_entry",
+    "snapshot_from_row",
+]
+
+
+def _text(value: object, what: str, *, empty: bool) -> None:
+    if type(value) is not str:
+        raise WriteRejected(f"{what} must be a str, got {type(value).__name__}")
+    if not empty and not value:
+        raise WriteRejected(f"{what} must not be empty")
+    # NUL and lone surrogates cannot be stored as text in PostgreSQL (nor encoded as UTF-8);
+    # rejecting them everywhere keeps the journals interchangeable.
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise WriteRejected(f"{what} {value!r} is not valid UTF-8 text") from exc
+    if "\x00" in value:
+        raise WriteRejected(f"{what} {value!r} contains a NUL character")
+
+
+def _int(value: object, what: str, low: int) -> None:
+    if type(value) is not int or not low <= value <= MAX_SEQUENCE_NR:
+        raise WriteRejected(f"{what} must be an int in {low}..{MAX_SEQUENCE_NR}, got {value!r}")
+
+
+def check_write(entries: Sequence[JournalEntry]) -> str:
+    """Check a non-empty `Journal.write` batch and return its persistence id.
+
+    Raises:
+        WriteRejected: a non-entry, mixed persistence ids, sequence numbers that are not
+            consecutive or out of 1..MAX_SEQUENCE_NR, mixed epochs, or a field of the wrong
+            type.
+    """
+    first = entries[0]
+    if type(first) is not JournalEntry:
+        raise WriteRejected(f"expected JournalEntry, got {type(first).__name__}")
+    persistence_id = first.persistence_id
+    _text(persistence_id, "persistence_id", empty=False)
+    start = first.sequence_nr
+    _int(start, "sequence_nr", 1)
+    epoch = first.epoch
+    _int(epoch, "epoch", 0)
+    for offset, entry in enumerate(entries):
+        if type(entry) is not JournalEntry:
+            raise WriteRejected(f"expected JournalEntry, got {type(entry).__name__}")
+        if entry.persistence_id != persistence_id:
+            raise WriteRejected(
+                f"one write must carry one persistence id, got {persistence_id!r} "
+                f"and {entry.persistence_id!r}"
+            )
+        if entry.sequence_nr != start + offset:
+            raise WriteRejected(
+                f"sequence numbers of one write must be consecutive: expected "
+                f"{start + offset}, got {entry.sequence_nr!r}"
+            )
+        if type(entry.payload) is not bytes:
+            raise WriteRejected(f"payload must be bytes, got {type(entry.payload).__name__}")
+        _text(entry.serializer, "serializer", empty=False)
+        _text(entry.manifest, "manifest", empty=True)
+        if entry.epoch != epoch:
+            raise WriteRejected(f"one write must carry one epoch, got {epoch} and {entry.epoch!r}")
+        _int(entry.timestamp_ms, "timestamp_ms", 0)
+    _int(entries[-1].sequence_nr, "sequence_nr", 1)
+    return persistence_id
+
+
+def check_snapshot(snapshot: SnapshotEntry) -> None:
+    """Check a snapshot before it is stored.
+
+    Raises:
+        WriteRejected: not a `SnapshotEntry`, or a field of the wrong type or out of range.
+    """
+    if type(snapshot) is not SnapshotEntry:
+        raise WriteRejected(f"expected SnapshotEntry, got {type(snapshot).__name__}")
+    _text(snapshot.persistence_id, "persistence_id", empty=False)
+    _int(snapshot.sequence_nr, "sequence_nr", 0)
+    if type(snapshot.payload) is not bytes:
+        raise WriteRejected(f"payload must be bytes, got {type(snapshot.payload).__name__}")
+    _text(snapshot.serializer, "serializer", empty=False)
+    _text(snapshot.manifest, "manifest", empty=True)
+    _int(snapshot.timestamp_ms, "timestamp_ms", 0)
+
+
+def check_bound(value: object, what: str) -> int:
+    """Return an inclusive sequence or timestamp bound clamped to 0..MAX_SEQUENCE_NR.
+
+    Bounds outside the stored range are legal (they select nothing or everything); clamping
+    keeps them inside the 64-bit columns of the SQL stores.
+
+    Raises:
+        ConfigurationError: ``value`` is not an int.
+    """
+    if type(value) is not int:
+        raise ConfigurationError(f"{what} must be an int, got {type(value).__name__}")
+    return min(max(value, 0), MAX_SEQUENCE_NR)
+
+
+def check_limit(limit: object) -> int:
+    """Return a replay ``limit`` as an int (``None`` means no limit).
+
+    Raises:
+        ConfigurationError: ``limit`` is negative or not an int.
+    """
+    if limit is None:
+        return MAX_SEQUENCE_NR
+    if type(limit) is not int or limit < 0:
+        raise ConfigurationError(f"limit must be None or an int >= 0, got {limit!r}")
+    return limit
+
+
+def check_id(persistence_id: object) -> str:
+    """Return ``persistence_id`` if it can name a log.
+
+    Raises:
+        ConfigurationError: not a str, or text no journal can store (NUL, lone surrogates).
+    """
+    try:
+        _text(persistence_id, "persistence_id", empty=True)
+    except WriteRejected as exc:
+        raise ConfigurationError(str(exc)) from None
+    assert isinstance(persistence_id, str)
+    return persistence_id
+
+
+_new = object.__new__
+(
+    _set_persistence_id,
+    _set_sequence_nr,
+    _set_payload,
+    _set_serializer,
+    _set_manifest,
+    _set_epoch,
+    _set_timestamp_ms,
+) = (JournalEntry.__dict__[field.name].__set__ for field in fields(JournalEntry))
+
+
+def make_entry(
+    persistence_id: str,
+    sequence_nr: int,
+    payload: bytes,
+    serializer: str,
+    manifest: str,
+    epoch: int,
+    timestamp_ms: int,
+) -> JournalEntry:
+    """Build a `JournalEntry` from values a replay already knows to be well typed.
+
+    Equal to ``JournalEntry(...)`` but about twice as fast: it fills the slots directly instead
+    of going through the frozen dataclass's ``__init__`` (one ``object.__setattr__`` call per
+    field), which is most of a replay's per-entry cost. The result is as frozen as any entry.
+    """
+    entry: JournalEntry = _new(JournalEntry)
+    _set_persistence_id(entry, persistence_id)
+    _set_sequence_nr(entry, sequence_nr)
+    _set_payload(entry, payload)
+    _set_serializer(entry, serializer)
+    _set_manifest(entry, manifest)
+    _set_epoch(entry, epoch)
+    _set_timestamp_ms(entry, timestamp_ms)
+    return entry
+
+
+def entry_error(persistence_id: str, sequence_nr: object) -> str:
+    """The `CorruptEntry` message for a stored entry that cannot be read."""
+    return (
+        f"{persistence_id!r}: the stored entry at sequence_nr {sequence_nr!r} cannot be read "
+        "(a column has the wrong type, or the serializer name is empty)"
+    )
+
+
+def snapshot_from_row(persistence_id: str, row: Sequence[Any]) -> SnapshotEntry:
+    """Build a snapshot from ``(sequence_nr, payload, serializer, manifest, timestamp_ms)``.
+
+    Raises:
+        CorruptEntry: a column holds a value of the wrong type, or the serializer is empty.
+    """
+    sequence_nr, payload, serializer, manifest, timestamp_ms = row
+    if (
+        type(sequence_nr) is int
+        and type(payload) is bytes
+        and type(serializer) is str
+        and serializer
+        and type(manifest) is str
+        and type(timestamp_ms) is int
+    ):
+        return SnapshotEntry(
+            persistence_id, sequence_nr, payload, serializer, manifest, timestamp_ms
+        )
+    raise CorruptEntry(
+        f"{persistence_id!r}: the stored snapshot at sequence_nr {sequence_nr!r} cannot be read "
+        f"(column types {tuple(type(value).__name__ for value in row)})"
+    )

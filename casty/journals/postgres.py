@@ -1,0 +1,723 @@
+"""`PostgresJournal`: a journal in PostgreSQL (asyncpg, a connection pool, group commit)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl as ssl_module
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar, final
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from casty.abc import MAX_SEQUENCE_NR, Journal, JournalCapabilities, JournalEntry, SnapshotEntry
+from casty.errors import (
+    ConfigurationError,
+    CorruptEntry,
+    JournalError,
+    JournalUnavailable,
+    ResourceClosed,
+    SequenceConflict,
+    StaleEpoch,
+    WriteRejected,
+)
+from casty.journals._checks import (
+    check_bound,
+    check_id,
+    check_limit,
+    check_snapshot,
+    check_write,
+    entry_error,
+    make_entry,
+    snapshot_from_row,
+)
+from casty.journals._groupcommit import GroupCommit, GroupCommitStatistics, PendingWrite
+from casty.registry import BackendURL
+
+__all__ = ["PostgresJournal"]
+
+_TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")
+
+# Everything asyncpg and the socket layer raise; InternalClientError appears when a connection
+# terminated by the server is used before its closing is noticed.
+_DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+
+# SQLSTATE classes that say "this input can never be stored": data exception, integrity
+# violation, program limit exceeded (a row too large).
+_REJECTED_CLASSES = ("22", "23", "54")
+
+
+def _schema(table: str) -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS {table} (
+    ordering BIGSERIAL NOT NULL,
+    persistence_id TEXT NOT NULL,
+    sequence_nr BIGINT NOT NULL,
+    epoch BIGINT NOT NULL,
+    timestamp_ms BIGINT NOT NULL,
+    serializer TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    payload BYTEA NOT NULL,
+    deleted BOOLEAN NOT NULL DEFAULT false,
+    PRIMARY KEY (persistence_id, sequence_nr)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS {table}_ordering_idx ON {table} (ordering);
+CREATE TABLE IF NOT EXISTS {table}_snapshots (
+    persistence_id TEXT NOT NULL,
+    sequence_nr BIGINT NOT NULL,
+    timestamp_ms BIGINT NOT NULL,
+    serializer TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    payload BYTEA NOT NULL,
+    PRIMARY KEY (persistence_id, sequence_nr)
+);
+"""
+
+
+# How a write is checked, in every statement below: the id's newest row (kept as a tombstone by
+# delete_to, so it outlives deletion) must be numbered first_nr - 1 and carry an epoch no newer
+# than the write's. Epochs never decrease along a log, so the newest row holds the highest.
+# Racing writers of one id both pass the check only when they insert the same first number;
+# the primary key then lets exactly one commit. A writer whose check ran before a rival's
+# commit fails it as a gap instead, so the accepted writes of an id always form one sequence.
+
+
+# One write of one entry: plain parameters, the cheapest form.
+def _write_single(table: str) -> str:
+    return f"""
+INSERT INTO {table} (persistence_id, sequence_nr, epoch, timestamp_ms, serializer, manifest,
+                     payload)
+SELECT $1, $2::bigint, $3::bigint, $4::bigint, $5, $6, $7
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (
+    SELECT sequence_nr, epoch FROM {table} WHERE persistence_id = $1
+    ORDER BY sequence_nr DESC LIMIT 1
+) AS last ON true
+WHERE COALESCE(last.sequence_nr, 0) = $2::bigint - 1 AND COALESCE(last.epoch, 0) <= $3::bigint
+"""
+
+
+# One write of several entries, numbered first_nr ($2) onwards.
+def _write_one(table: str) -> str:
+    return f"""
+INSERT INTO {table} (persistence_id, sequence_nr, epoch, timestamp_ms, serializer, manifest,
+                     payload)
+SELECT $1, $2::bigint + e.ord - 1, $3::bigint, e.timestamp_ms, e.serializer, e.manifest,
+       e.payload
+FROM unnest($4::bigint[], $5::text[], $6::text[], $7::bytea[])
+    WITH ORDINALITY AS e(timestamp_ms, serializer, manifest, payload, ord)
+LEFT JOIN LATERAL (
+    SELECT sequence_nr, epoch FROM {table} WHERE persistence_id = $1
+    ORDER BY sequence_nr DESC LIMIT 1
+) AS last ON true
+WHERE COALESCE(last.sequence_nr, 0) = $2::bigint - 1 AND COALESCE(last.epoch, 0) <= $3::bigint
+ORDER BY e.ord
+"""
+
+
+# A round of writes (one per persistence id, see GroupCommit) in one statement, so the whole
+# round costs one round trip and one commit. Returns the ids whose writes were stored.
+def _write_many(table: str) -> str:
+    return f"""
+WITH w AS (
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])
+        AS w(persistence_id, first_nr, epoch)
+), ok AS (
+    SELECT w.persistence_id, w.epoch FROM w
+    LEFT JOIN LATERAL (
+        SELECT j.sequence_nr, j.epoch FROM {table} AS j
+        WHERE j.persistence_id = w.persistence_id
+        ORDER BY j.sequence_nr DESC LIMIT 1
+    ) AS last ON true
+    WHERE COALESCE(last.sequence_nr, 0) = w.first_nr - 1 AND COALESCE(last.epoch, 0) <= w.epoch
+), ins AS (
+    INSERT INTO {table} (persistence_id, sequence_nr, epoch, timestamp_ms, serializer,
+                         manifest, payload)
+    SELECT e.persistence_id, e.sequence_nr, ok.epoch, e.timestamp_ms, e.serializer, e.manifest,
+           e.payload
+    FROM unnest($4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::bytea[])
+        WITH ORDINALITY AS e(persistence_id, sequence_nr, timestamp_ms, serializer, manifest,
+                             payload, ord)
+    JOIN ok ON ok.persistence_id = e.persistence_id
+    ORDER BY e.ord
+)
+SELECT persistence_id FROM ok
+"""
+
+
+# delete_to removes the rows in range but keeps the id's newest row, emptied and flagged, as
+# the high-water mark and epoch fence (Akka's JDBC journal keeps it the same way).
+def _delete_to(table: str) -> str:
+    return f"""
+WITH newest AS (
+    SELECT max(sequence_nr) AS nr FROM {table} WHERE persistence_id = $1
+), mark AS (
+    UPDATE {table} SET deleted = true, payload = ''::bytea
+    WHERE persistence_id = $1 AND sequence_nr = (SELECT nr FROM newest)
+      AND sequence_nr <= $2 AND NOT deleted
+)
+DELETE FROM {table}
+WHERE persistence_id = $1 AND sequence_nr <= $2 AND sequence_nr < (SELECT nr FROM newest)
+"""
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Pool reset hook: this journal never changes session state, so skip the reset query."""
+
+
+@final
+class PostgresJournal(Journal):
+    """A journal in PostgreSQL tables, through an asyncpg connection pool, with group commit.
+
+    Concurrent `write` calls are committed together: each round is one ``INSERT ... SELECT
+    unnest(...)`` statement on a connection held by the writer, with per-write checks inside
+    the statement (one write's conflict never fails the others). Reads use the other pool
+    connections. Tables: ``<table>`` (primary key ``(persistence_id, sequence_nr)``, an
+    ``ordering`` BIGSERIAL column with a unique index, and a ``deleted`` flag: `delete_to` keeps
+    an id's newest row as an empty marker, its high-water mark) and ``<table>_snapshots``;
+    created on first use unless ``auto_create_schema`` is false, or by `create_schema`.
+    Several processes may share the tables.
+
+    URL: ``postgresql://user[:password]@host[:port]/database`` or ``postgresql+asyncpg://...``
+    (``postgres://`` works too). Query options: ``table`` (default ``casty_journal``),
+    ``min_size`` and ``max_size`` (pool bounds, default 1 and 10), ``command_timeout``
+    (seconds), ``auto_create_schema`` (``true``/``false``); any other query parameter (such
+    as ``sslmode``) goes to asyncpg. Pass secrets and an ``ssl`` context as keyword options.
+    Extra: ``pip install 'casty[postgres]'``.
+
+    Capabilities: atomic batches, durable, snapshots, concurrent writers.
+
+    Args:
+        dsn: a libpq connection URL for asyncpg.
+        table: base name of the tables: lower-case letters, digits and ``_``, at most 40.
+        min_size, max_size: connection pool bounds (the writer holds one connection).
+        connect_timeout: seconds to wait for a new connection.
+        command_timeout: seconds a statement may run before `JournalUnavailable`.
+        auto_create_schema: create the tables on first use.
+        max_batch_entries: at most this many entries per group-commit round.
+        replay_page_size: entries fetched per query while replaying (bounds replay memory).
+        password: overrides the DSN's password.
+        ssl: an `ssl.SSLContext`, or an asyncpg ``sslmode`` string.
+        server_settings: session settings, such as ``{"application_name": "billing"}``.
+
+    Raises:
+        ConfigurationError: an option is out of range (at construction; no I/O happens then).
+    """
+
+    capabilities: ClassVar[JournalCapabilities] = JournalCapabilities()
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        table: str = "casty_journal",
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout: float = 10.0,
+        command_timeout: float = 30.0,
+        auto_create_schema: bool = True,
+        max_batch_entries: int = 4096,
+        replay_page_size: int = 1024,
+        password: str | None = None,
+        ssl: ssl_module.SSLContext | str | None = None,
+        server_settings: Mapping[str, str] | None = None,
+    ) -> None:
+        if type(dsn) is not str or not dsn:
+            raise ConfigurationError(f"dsn must be a PostgreSQL URL, got {dsn!r}")
+        if type(table) is not str or not _TABLE_NAME.fullmatch(table):
+            raise ConfigurationError(
+                f"table must be lower-case letters, digits and '_' (at most 40), got {table!r}"
+            )
+        for name, value, low in (
+            ("min_size", min_size, 0),
+            ("max_size", max_size, 2),
+            ("max_batch_entries", max_batch_entries, 1),
+            ("replay_page_size", replay_page_size, 1),
+        ):
+            if type(value) is not int or value < low:
+                raise ConfigurationError(f"{name} must be an int >= {low}, got {value!r}")
+        if min_size > max_size:
+            raise ConfigurationError(f"min_size {min_size} is above max_size {max_size}")
+        for name, seconds in (
+            ("connect_timeout", connect_timeout),
+            ("command_timeout", command_timeout),
+        ):
+            if not isinstance(seconds, int | float) or seconds <= 0:
+                raise ConfigurationError(f"{name} must be seconds > 0, got {seconds!r}")
+        self._dsn = dsn
+        self._table = table
+        self._pool_options: dict[str, Any] = {
+            "min_size": min_size,
+            "max_size": max_size,
+            "timeout": float(connect_timeout),
+            "command_timeout": float(command_timeout),
+            "password": password,
+            "ssl": ssl,
+            "server_settings": dict(server_settings) if server_settings else None,
+        }
+        self._auto_create_schema = bool(auto_create_schema)
+        self._page_size = replay_page_size
+        self._sql_write_single = _write_single(table)
+        self._sql_write_one = _write_one(table)
+        self._sql_write_many = _write_many(table)
+        self._sql_delete_to = _delete_to(table)
+        self._sql_newest = (
+            f"SELECT sequence_nr, epoch FROM {table} WHERE persistence_id = $1"
+            " ORDER BY sequence_nr DESC LIMIT 1"
+        )
+        self._sql_replay = (
+            f"SELECT sequence_nr, payload, serializer, manifest, epoch, timestamp_ms FROM {table}"
+            " WHERE persistence_id = $1 AND sequence_nr BETWEEN $2 AND $3 AND NOT deleted"
+            " ORDER BY sequence_nr LIMIT $4"
+        )
+        self._pool: asyncpg.Pool | None = None
+        self._writer: asyncpg.Connection | None = None  # held by the group-commit writer
+        self._closed = False
+        self._open_lock = asyncio.Lock()
+        self._commits = GroupCommit(self._flush, max_entries=max_batch_entries, name=repr(self))
+
+    @classmethod
+    def from_url(cls, url: BackendURL, **options: Any) -> PostgresJournal:
+        """Build from ``postgresql://user@host:5432/db?table=casty_journal&max_size=10``.
+
+        Casty's query options are taken out; the rest of the URL goes to asyncpg. Keyword
+        options override query values.
+
+        Raises:
+            ConfigurationError: an option has an invalid value.
+        """
+        parts = urlsplit(url.raw)
+        query = dict(url.query)
+        kwargs: dict[str, Any] = {}
+        if "table" in query:
+            kwargs["table"] = query.pop("table")
+        for name in ("min_size", "max_size"):
+            if name in query:
+                kwargs[name] = _parse(query.pop(name), int, name)
+        for name in ("command_timeout", "connect_timeout"):
+            if name in query:
+                kwargs[name] = _parse(query.pop(name), float, name)
+        if "auto_create_schema" in query:
+            raw = query.pop("auto_create_schema").lower()
+            if raw not in ("true", "false", "1", "0"):
+                raise ConfigurationError(f"auto_create_schema must be true or false, got {raw!r}")
+            kwargs["auto_create_schema"] = raw in ("true", "1")
+        kwargs.update(options)
+        dsn = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(query), ""))
+        return cls(dsn, **kwargs)
+
+    def __repr__(self) -> str:
+        parts = urlsplit(self._dsn)
+        where = f"{parts.hostname or 'localhost'}{parts.path}"
+        return f"PostgresJournal({where!r}, table={self._table!r})"
+
+    # ----------------------------------------------------------------------------------------
+    # the pool and the error choke point
+
+    def _translate(self, exc: BaseException) -> JournalError:
+        """Map an asyncpg/OS error to the casty error tree (the only place that does)."""
+        if isinstance(exc, asyncpg.UniqueViolationError):
+            return SequenceConflict(f"{self._table}: a sequence_nr is already taken")
+        if isinstance(exc, asyncpg.PostgresError):
+            state = exc.sqlstate or ""
+            if state[:2] in _REJECTED_CLASSES:
+                return WriteRejected(f"{self._table}: {exc}")
+            if state == "42P01":  # undefined_table
+                return JournalUnavailable(
+                    f"{self._table}: the journal tables do not exist; call create_schema() "
+                    f"or enable auto_create_schema ({exc})"
+                )
+            return JournalUnavailable(f"{self!r}: {type(exc).__name__}: {exc}")
+        return JournalUnavailable(f"{self!r}: {type(exc).__name__}: {exc}")
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except _DRIVER_ERRORS as exc:
+            raise self._translate(exc) from exc
+
+    async def _get_pool(self) -> asyncpg.Pool:
+        if self._closed:
+            raise ResourceClosed(f"{self!r} is closed")
+        pool = self._pool
+        if pool is not None:
+            return pool
+        async with self._open_lock:
+            if self._pool is None:
+                with self._errors():
+                    pool = await asyncpg.create_pool(
+                        self._dsn, reset=_keep_session, **self._pool_options
+                    )
+                try:
+                    if self._auto_create_schema:
+                        await self._create_schema(pool)
+                except BaseException:
+                    await asyncio.shield(pool.close())
+                    raise
+                self._pool = pool
+            return self._pool
+
+    async def _create_schema(self, pool: asyncpg.Pool) -> None:
+        with self._errors():
+            async with pool.acquire() as connection, connection.transaction():
+                # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalogs; the
+                # advisory lock makes processes opening at once take turns.
+                await connection.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext($1))", f"casty:{self._table}"
+                )
+                await connection.execute(_schema(self._table))
+
+    async def create_schema(self) -> None:
+        """Create the tables and index if they do not exist; idempotent.
+
+        Raises:
+            JournalUnavailable: the server cannot be reached, or refuses (permissions).
+            ResourceClosed: after `aclose`.
+        """
+        await self._create_schema(await self._get_pool())
+
+    async def open(self) -> None:
+        """Create the pool now (and the schema, unless ``auto_create_schema`` is false).
+
+        Raises:
+            JournalUnavailable: the server cannot be reached.
+            ResourceClosed: after `aclose`.
+        """
+        await self._get_pool()
+
+    # ----------------------------------------------------------------------------------------
+    # writes
+
+    async def write(self, entries: Sequence[JournalEntry]) -> None:
+        """Append ``entries`` atomically, committed with concurrent writes; see `Journal.write`.
+
+        A connection lost while the round commits gives `JournalUnavailable`: the write may
+        or may not be stored (re-reading `highest_sequence_nr` tells).
+        """
+        await self._get_pool()
+        if not entries:
+            return
+        persistence_id = check_write(entries)
+        await self._commits.submit(persistence_id, entries)
+
+    async def _writer_connection(self) -> asyncpg.Connection:
+        if self._writer is None or not _alive(self._writer):
+            pool = self._pool
+            if pool is None:  # closed between submit and this round
+                pool = await self._get_pool()
+            self._drop_writer()
+            with self._errors():
+                self._writer = await pool.acquire()
+        return self._writer
+
+    def _drop_writer(self) -> None:
+        """Discard the writer's connection; terminating it hands it back to the pool."""
+        writer, self._writer = self._writer, None
+        if writer is not None and _alive(writer):
+            writer.terminate()  # after a failure or a cancellation its state is unknown
+
+    async def _flush(self, batch: list[PendingWrite]) -> None:
+        connection = await self._writer_connection()
+        try:
+            if len(batch) == 1:
+                await self._write_alone(connection, batch[0])
+                return
+            columns = _columns(batch)
+            try:
+                stored = {row[0] for row in await connection.fetch(self._sql_write_many, *columns)}
+            except asyncpg.PostgresError as exc:
+                if not _rejects_input(exc):
+                    raise
+                # One write's input broke the statement: retry each alone so only it fails.
+                for pending in batch:
+                    await self._write_alone(connection, pending)
+                return
+            rejected = [pending for pending in batch if pending.persistence_id not in stored]
+            if rejected:
+                await self._explain_rejections(connection, rejected)
+            for pending in batch:
+                pending.resolve()
+        except _DRIVER_ERRORS as exc:
+            self._drop_writer()
+            raise self._translate(exc) from exc
+        except asyncio.CancelledError:
+            # A statement cut short leaves the connection mid-protocol; the server rolls the
+            # statement back (or has committed it whole) when the connection goes.
+            self._drop_writer()
+            raise
+
+    async def _write_alone(self, connection: asyncpg.Connection, pending: PendingWrite) -> None:
+        entries = pending.entries
+        first = entries[0]
+        try:
+            if len(entries) == 1:
+                status = await connection.execute(
+                    self._sql_write_single,
+                    pending.persistence_id,
+                    first.sequence_nr,
+                    first.epoch,
+                    first.timestamp_ms,
+                    first.serializer,
+                    first.manifest,
+                    first.payload,
+                )
+            else:
+                status = await connection.execute(
+                    self._sql_write_one,
+                    pending.persistence_id,
+                    first.sequence_nr,
+                    first.epoch,
+                    [entry.timestamp_ms for entry in entries],
+                    [entry.serializer for entry in entries],
+                    [entry.manifest for entry in entries],
+                    [entry.payload for entry in entries],
+                )
+        except asyncpg.PostgresError as exc:
+            if not _rejects_input(exc):
+                raise
+            pending.resolve(self._translate(exc))
+            return
+        if status.endswith(" 0"):  # "INSERT 0 <rows>": the check let nothing through
+            await self._explain_rejections(connection, [pending])
+        else:
+            pending.resolve()
+
+    async def _explain_rejections(
+        self, connection: asyncpg.Connection, rejected: list[PendingWrite]
+    ) -> None:
+        """Tell each rejected write whether its epoch was stale or its number not the next."""
+        for pending in rejected:
+            newest = await connection.fetchrow(self._sql_newest, pending.persistence_id)
+            highest, stored_epoch = (newest[0], newest[1]) if newest else (0, 0)
+            first = pending.entries[0]
+            if stored_epoch > first.epoch:
+                pending.resolve(
+                    StaleEpoch(
+                        f"{pending.persistence_id!r}: epoch {first.epoch} is older than the "
+                        f"stored epoch {stored_epoch}"
+                    )
+                )
+            else:
+                pending.resolve(
+                    SequenceConflict(
+                        f"{pending.persistence_id!r}: sequence_nr {first.sequence_nr} is not "
+                        f"the next one (the highest written is {highest})"
+                    )
+                )
+
+    async def _execute(self, sql: str, *args: Any) -> None:
+        pool = await self._get_pool()
+        with self._errors():
+            await pool.execute(sql, *args)
+
+    async def delete_to(self, persistence_id: str, to_sequence_nr: int) -> None:
+        """Delete the entries up to ``to_sequence_nr`` inclusive; idempotent.
+
+        The high-water mark stays (`highest_sequence_nr` never decreases).
+
+        Raises:
+            JournalUnavailable: the server failed or timed out.
+        """
+        bound = check_bound(to_sequence_nr, "to_sequence_nr")
+        await self._execute(self._sql_delete_to, check_id(persistence_id), bound)
+
+    async def save_snapshot(self, snapshot: SnapshotEntry) -> None:
+        """Store ``snapshot``, replacing one with the same id and sequence number.
+
+        Raises:
+            WriteRejected: a field of the wrong type.
+            JournalUnavailable: the server failed or timed out.
+        """
+        await self._get_pool()
+        check_snapshot(snapshot)
+        await self._execute(
+            f"INSERT INTO {self._table}_snapshots (persistence_id, sequence_nr, timestamp_ms,"
+            " serializer, manifest, payload) VALUES ($1, $2, $3, $4, $5, $6)"
+            " ON CONFLICT (persistence_id, sequence_nr) DO UPDATE SET"
+            " timestamp_ms = EXCLUDED.timestamp_ms, serializer = EXCLUDED.serializer,"
+            " manifest = EXCLUDED.manifest, payload = EXCLUDED.payload",
+            snapshot.persistence_id,
+            snapshot.sequence_nr,
+            snapshot.timestamp_ms,
+            snapshot.serializer,
+            snapshot.manifest,
+            snapshot.payload,
+        )
+
+    async def delete_snapshots(
+        self, persistence_id: str, max_sequence_nr: int, min_sequence_nr: int = 0
+    ) -> None:
+        """Delete the snapshots within the inclusive bounds; idempotent."""
+        high = check_bound(max_sequence_nr, "max_sequence_nr")
+        low = check_bound(min_sequence_nr, "min_sequence_nr")
+        await self._execute(
+            f"DELETE FROM {self._table}_snapshots"
+            " WHERE persistence_id = $1 AND sequence_nr BETWEEN $2 AND $3",
+            check_id(persistence_id),
+            low,
+            high,
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # reads
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        pool = await self._get_pool()
+        with self._errors():
+            rows: list[asyncpg.Record] = await pool.fetch(sql, *args)
+        return rows
+
+    async def replay(
+        self,
+        persistence_id: str,
+        from_sequence_nr: int = 1,
+        to_sequence_nr: int = MAX_SEQUENCE_NR,
+        limit: int | None = None,
+    ) -> AsyncIterator[JournalEntry]:
+        """Stream the entries in the inclusive range, ``replay_page_size`` rows per query.
+
+        Each page borrows a pool connection only while it is fetched. See `Journal.replay`.
+        """
+        persistence_id = check_id(persistence_id)
+        low = check_bound(from_sequence_nr, "from_sequence_nr")
+        high = check_bound(to_sequence_nr, "to_sequence_nr")
+        remaining = check_limit(limit)
+        while remaining > 0 and low <= high:
+            page = min(remaining, self._page_size)
+            rows = await self._fetch(self._sql_replay, persistence_id, low, high, page)
+            for sequence_nr, payload, serializer, manifest, epoch, timestamp_ms in rows:
+                # The column types guarantee the Python types; only the serializer name can
+                # be unusable.
+                if not serializer:
+                    raise CorruptEntry(entry_error(persistence_id, sequence_nr))
+                yield make_entry(
+                    persistence_id, sequence_nr, payload, serializer, manifest, epoch, timestamp_ms
+                )
+            if len(rows) < page:
+                return
+            remaining -= page
+            low = rows[-1][0] + 1
+
+    async def highest_sequence_nr(self, persistence_id: str) -> int:
+        """The high-water mark of the id (0 when never written); see `Journal`."""
+        rows = await self._fetch(self._sql_newest, check_id(persistence_id))
+        return int(rows[0][0]) if rows else 0
+
+    async def load_snapshot(
+        self,
+        persistence_id: str,
+        max_sequence_nr: int = MAX_SEQUENCE_NR,
+        min_sequence_nr: int = 0,
+        max_timestamp_ms: int | None = None,
+    ) -> SnapshotEntry | None:
+        """The snapshot with the highest sequence number within the inclusive bounds.
+
+        Raises:
+            CorruptEntry: the stored snapshot has an empty serializer name.
+            JournalUnavailable: the server failed or timed out.
+        """
+        persistence_id = check_id(persistence_id)
+        high = check_bound(max_sequence_nr, "max_sequence_nr")
+        low = check_bound(min_sequence_nr, "min_sequence_nr")
+        newest = MAX_SEQUENCE_NR
+        if max_timestamp_ms is not None:
+            newest = check_bound(max_timestamp_ms, "max_timestamp_ms")
+        rows = await self._fetch(
+            "SELECT sequence_nr, payload, serializer, manifest, timestamp_ms"
+            f" FROM {self._table}_snapshots WHERE persistence_id = $1"
+            " AND sequence_nr BETWEEN $2 AND $3 AND timestamp_ms <= $4"
+            " ORDER BY sequence_nr DESC LIMIT 1",
+            persistence_id,
+            low,
+            high,
+            newest,
+        )
+        return snapshot_from_row(persistence_id, rows[0]) if rows else None
+
+    # ----------------------------------------------------------------------------------------
+
+    def statistics(self) -> GroupCommitStatistics:
+        """Group-commit counters: writes, entries and rounds (writes per round = batching)."""
+        return self._commits.statistics()
+
+    async def aclose(self) -> None:
+        """Let queued writes commit, then close the pool; idempotent.
+
+        Every method raises `ResourceClosed` afterwards.
+        """
+        self._closed = True
+        await self._commits.aclose()
+        async with self._open_lock:
+            pool, self._pool = self._pool, None
+            if pool is None:
+                return
+            writer, self._writer = self._writer, None
+            try:
+                if writer is not None and _alive(writer):
+                    await pool.release(writer)
+                await asyncio.wait_for(pool.close(), timeout=self._pool_options["timeout"])
+            except _DRIVER_ERRORS:
+                pool.terminate()  # the server is gone; drop the sockets without goodbyes
+
+
+def _alive(connection: asyncpg.Connection) -> bool:
+    try:
+        return not connection.is_closed()
+    except asyncpg.InterfaceError:  # the pool proxy was released when the connection was lost
+        return False
+
+
+def _rejects_input(exc: asyncpg.PostgresError) -> bool:
+    return (exc.sqlstate or "")[:2] in _REJECTED_CLASSES
+
+
+def _parse(raw: str, kind: type[int] | type[float], name: str) -> int | float:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _columns(batch: list[PendingWrite]) -> list[list[Any]]:
+    """The nine array parameters of the round statement."""
+    ids: list[str] = []
+    firsts: list[int] = []
+    epochs: list[int] = []
+    entry_ids: list[str] = []
+    sequence_nrs: list[int] = []
+    timestamps: list[int] = []
+    serializers: list[str] = []
+    manifests: list[str] = []
+    payloads: list[bytes] = []
+    for pending in batch:
+        entries = pending.entries
+        ids.append(pending.persistence_id)
+        firsts.append(entries[0].sequence_nr)
+        epochs.append(entries[0].epoch)
+        for entry in entries:
+            entry_ids.append(entry.persistence_id)
+            sequence_nrs.append(entry.sequence_nr)
+            timestamps.append(entry.timestamp_ms)
+            serializers.append(entry.serializer)
+            manifests.append(entry.manifest)
+            payloads.append(entry.payload)
+    return [
+        ids,
+        firsts,
+        epochs,
+        entry_ids,
+        sequence_nrs,
+        timestamps,
+        serializers,
+        manifests,
+        payloads,
+    ]

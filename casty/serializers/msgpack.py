@@ -1,0 +1,273 @@
+"""`MsgpackSerializer`: the default serializer, safe for bytes from untrusted peers."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, NoReturn, final
+
+from casty.abc import RefCodec, Serializer
+from casty.errors import ConfigurationError, DecodeError, EncodeError
+from casty.registry import BackendURL
+from casty.serializers._msgpack_wire import (
+    BUILTIN_ENCODERS,
+    EXT_OBJECT,
+    Decoder,
+    Encoder,
+    Hook,
+    Pack,
+    ext,
+    make_encode,
+    make_hook,
+    object_encoder,
+    unpack_with,
+)
+from casty.serializers._types import (
+    constructor_problem,
+    dataclass_fields,
+    kind_of,
+    resolve,
+    wire_name,
+)
+
+__all__ = ["MsgpackSerializer"]
+
+
+@final
+class MsgpackSerializer(Serializer):
+    """MessagePack with user types named on the wire; the default serializer.
+
+    No serialization protocol to learn: messages built from the kinds below need no
+    registration, as long as their class's module is already imported on the receiving node.
+
+    - ``None``, ``bool``, ``int`` (any size), ``float``, ``str``, ``bytes`` (``bytearray`` and
+      ``memoryview`` encode as ``bytes``);
+    - ``list``, ``tuple``, ``dict`` (any hashable keys, tuples included), ``set``,
+      ``frozenset``, each kept as its own type and nested freely;
+    - dataclasses (frozen or not, slots or not, generic), enums (``Enum``, ``IntEnum``,
+      ``StrEnum``, ``Flag``) and NamedTuples, named on the wire by ``module:qualname`` or by the
+      name pinned with `register`;
+    - actor refs, as the address string of the `RefCodec` handed to `encode` / `decode`.
+
+    Subclasses of the builtin kinds (other than enums and NamedTuples) are refused rather than
+    silently narrowed. A dataclass travels as a map of every field (``init=False`` fields
+    included) and is rebuilt by calling the class with its init fields as keywords, so
+    ``__post_init__`` validation runs on the receiving node; fields missing from the map take
+    their defaults (an old message read by newer code), unknown ones are a `DecodeError`.
+    An enum travels as its value. Tuples, sets, frozensets, dataclasses, enums and NamedTuples
+    nest at most 64 deep inside one another (lists and dicts do not count); deeper values are
+    an `EncodeError`, deeper bytes a `DecodeError`. The wire format is described in
+    ``casty/serializers/_msgpack_wire.py``.
+
+    Decoding is safe for bytes from untrusted peers: a type name is looked up in
+    ``sys.modules`` and the class namespaces only (a module named by the bytes is never
+    imported) and only dataclasses, enums and NamedTuples are ever instantiated. Any such class
+    already imported may be, though, with the peer's field values: its ``__init__`` /
+    ``__post_init__`` (or an enum's ``_missing_``) runs. When that matters (peers you do not
+    control, dataclasses with side effects in imported libraries), use ``strict=True`` and
+    `register` the message types.
+
+    Per-class encoders and decoders are built on first use and cached. Encoding and decoding are
+    thread-safe and may be called concurrently; `register` belongs to start-up.
+
+    URL: ``msgpack`` (or ``msgpack://?strict=true``). Query options: ``strict`` (``true`` /
+    ``false``, default ``false``). Extra: none (msgpack is a core dependency).
+
+    Args:
+        strict: accept registered types only, when encoding and when decoding.
+
+    Example::
+
+        serializer = MsgpackSerializer()
+        serializer.register(OrderPlaced, name="orders.placed.v1")
+        assert serializer.decode(serializer.encode(OrderPlaced(7))) == OrderPlaced(7)
+    """
+
+    name: ClassVar[str] = "msgpack"
+
+    def __init__(self, *, strict: bool = False) -> None:
+        self.strict = strict
+        self._pinned: dict[type, str] = {}
+        self._registered: dict[str, type] = {}
+        self._encoders: dict[type, Encoder] = dict(BUILTIN_ENCODERS)
+        self._decoders: dict[str, Decoder] = {}
+        self._plain_encode = make_encode(None, self._encoders, self._build_encoder)
+        self._plain_hook = make_hook(None, self._decoders, self._build_decoder)
+        self._ref_encode: tuple[RefCodec | None, Pack] = (None, self._plain_encode)
+        self._ref_hook: tuple[RefCodec | None, Hook] = (None, self._plain_hook)
+
+    @classmethod
+    def from_url(cls, url: BackendURL, **options: Any) -> MsgpackSerializer:
+        """Build from ``msgpack`` or ``msgpack://?strict=true``; keyword options win.
+
+        Raises:
+            ConfigurationError: ``strict`` is not ``true`` or ``false``, or an unknown option.
+        """
+        strict_text = url.query.get("strict", "false").lower()
+        if strict_text not in ("true", "false", "1", "0"):
+            raise ConfigurationError(f"msgpack: strict must be true or false, got {strict_text!r}")
+        unknown = (set(url.query) | set(options)) - {"strict"}
+        if unknown:
+            raise ConfigurationError(f"msgpack: unknown options {sorted(unknown)}")
+        strict = bool(options.get("strict", strict_text in ("true", "1")))
+        return cls(strict=strict)
+
+    def register(self, cls: type, name: str | None = None) -> None:
+        """Accept ``cls`` (also in strict mode), written on the wire as ``name``.
+
+        Pin a name to keep old bytes readable after the class is renamed or moved: register the
+        new class under the old name. Without ``name`` the class keeps its ``module:qualname``.
+        Registering the same class under the same name again does nothing.
+
+        Raises:
+            ConfigurationError: ``cls`` is not a dataclass, enum or NamedTuple; ``name`` is
+                empty; another class holds ``name``; or ``cls`` is registered under another name.
+        """
+        if not isinstance(cls, type) or kind_of(cls) is None:
+            raise ConfigurationError(
+                f"can only register dataclasses, enums and NamedTuples, not {cls!r}"
+            )
+        if name is None:
+            try:
+                name = wire_name(cls)
+            except ValueError as exc:
+                raise ConfigurationError(str(exc)) from exc
+        if not name:
+            raise ConfigurationError("a registered type name must not be empty")
+        holder = self._registered.get(name)
+        if holder is not None and holder is not cls:
+            raise ConfigurationError(f"type name {name!r} is already registered for {holder!r}")
+        pinned = self._pinned.get(cls)
+        if pinned is not None and pinned != name:
+            raise ConfigurationError(f"{cls!r} is already registered as {pinned!r}")
+        self._registered[name] = cls
+        self._pinned[cls] = name
+        # Cached plans carry wire names and strict-mode verdicts: rebuild them lazily.
+        self._encoders.clear()
+        self._encoders.update(BUILTIN_ENCODERS)
+        self._decoders.clear()
+
+    def manifest(self, obj: object) -> str:
+        """The wire name of ``obj``'s type: its pinned name, else ``module:qualname``."""
+        pinned = self._pinned.get(type(obj))
+        return pinned if pinned is not None else super().manifest(obj)
+
+    # ---------------------------------------------------------------------------------------
+    # encoding
+
+    def encode(self, obj: object, refs: RefCodec | None = None) -> bytes:
+        """Return the MessagePack bytes of ``obj``; actor refs are written by ``refs``.
+
+        Raises:
+            EncodeError: something inside ``obj`` is not a supported kind, is an actor ref and
+                ``refs`` is ``None``, is unregistered in strict mode, is a class defined inside a
+                function, or nests too deeply; a ``str`` is not valid Unicode.
+        """
+        if refs is None:
+            encode = self._plain_encode
+        else:
+            last_refs, encode = self._ref_encode
+            if last_refs is not refs:
+                encode = make_encode(refs, self._encoders, self._build_encoder)
+                self._ref_encode = (refs, encode)  # a system keeps one codec: reuse its closures
+        try:
+            return encode(obj)
+        except EncodeError:
+            raise
+        except Exception as exc:  # the one choke point: msgpack, codec and recursion errors
+            raise EncodeError(f"cannot encode {type(obj).__name__}: {exc}") from exc
+
+    def _build_encoder(self, cls: type) -> Encoder:
+        kind = kind_of(cls)
+        if kind is None:
+            raise EncodeError(
+                f"cannot encode {cls.__module__}.{cls.__qualname__}: not a dataclass, enum, "
+                "NamedTuple, actor ref or builtin kind"
+            )
+        name = self._pinned.get(cls)
+        if name is None:
+            if self.strict:
+                raise EncodeError(f"{cls.__qualname__} is not registered (strict mode)")
+            try:
+                name = wire_name(cls)
+            except ValueError as exc:
+                raise EncodeError(str(exc)) from exc
+        if kind == "enum":
+            return lambda obj, pack: ext(EXT_OBJECT, pack([name, obj._value_]))
+        if kind == "namedtuple":
+            return object_encoder(name, cls._fields, by_index=True)  # type: ignore[attr-defined]
+        init_fields, late_fields = dataclass_fields(cls)
+        problem = constructor_problem(cls, frozenset(init_fields))
+        if problem is not None:
+            raise EncodeError(f"{cls.__qualname__} cannot be rebuilt by a peer: {problem}")
+        return object_encoder(name, init_fields + late_fields, by_index=False)
+
+    # ---------------------------------------------------------------------------------------
+    # decoding
+
+    def decode(self, data: bytes, refs: RefCodec | None = None) -> object:
+        """Return the value encoded in ``data``; actor refs are resolved by ``refs``.
+
+        Never imports a module and never instantiates anything but the supported kinds.
+
+        Raises:
+            DecodeError: truncated, malformed or trailing bytes; an unknown extension code; a type
+                name that is not imported here, not a supported kind, or (strict mode) not
+                registered; fields that do not fit the class (its ``__post_init__`` raising
+                included); an actor ref while ``refs`` is ``None``. No other exception escapes.
+        """
+        if refs is None:
+            hook = self._plain_hook
+        else:
+            last_refs, hook = self._ref_hook
+            if last_refs is not refs:
+                hook = make_hook(refs, self._decoders, self._build_decoder)
+                self._ref_hook = (refs, hook)
+        try:
+            return unpack_with(data, hook)
+        except DecodeError:
+            raise
+        except Exception as exc:  # the one choke point: msgpack, user code, recursion errors
+            raise DecodeError(f"cannot decode: {type(exc).__name__}: {exc}") from exc
+
+    def _build_decoder(self, type_name: object) -> Decoder:
+        if type(type_name) is not str:
+            raise DecodeError(f"malformed type name {type_name!r}")
+        cls = self._registered.get(type_name)
+        if cls is None:
+            if self.strict:
+                raise DecodeError(f"type {type_name!r} is not registered (strict mode)")
+            try:
+                cls = resolve(type_name)
+            except LookupError as exc:
+                raise DecodeError(str(exc)) from exc
+        decoder = _decoder_for(cls, type_name)
+        self._decoders[type_name] = decoder  # only names that resolved: the cache stays bounded
+        return decoder
+
+
+def _decoder_for(cls: type, type_name: str) -> Decoder:
+    kind = kind_of(cls)
+    if kind is None:
+        raise DecodeError(f"type {type_name!r} is not a dataclass, enum or NamedTuple")
+    if kind == "enum":
+        return cls
+    late_fields = dataclass_fields(cls)[1] if kind == "dataclass" else ()
+    if not late_fields:
+        # The hot path: one call, keyword arguments straight from the decoded map.
+        return lambda body: cls(**body) if type(body) is dict else _malformed(type_name)
+
+    def rebuild(body: object) -> object:
+        if type(body) is not dict:
+            _malformed(type_name)
+        # init=False fields are not constructor arguments: set them after construction, as
+        # pickle would, so state assigned after __init__ survives the trip.
+        late = [(field, body.pop(field)) for field in late_fields if field in body]
+        obj = cls(**body)
+        for field, value in late:
+            object.__setattr__(obj, field, value)
+        return obj
+
+    return rebuild
+
+
+def _malformed(type_name: str) -> NoReturn:
+    raise DecodeError(f"malformed fields for {type_name!r}")

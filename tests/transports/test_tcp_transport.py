@@ -1,0 +1,95 @@
+"""TCPTransport specifics: URL options, socket options, write batching, bind and connect errors."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import pytest
+
+from casty.abc import Address, Connection
+from casty.errors import ConfigurationError, ConnectFailed
+from casty.testing.transport_contract import echo, receive_exactly
+from casty.transports import as_transport
+from casty.transports.tcp import StreamConnection, TCPTransport
+
+LOCAL = Address("127.0.0.1", 0)
+
+
+def test_url_options_and_keywords_configure_the_transport() -> None:
+    transport = as_transport(
+        "tcp://0.0.0.0:25520?max_frame_size=1024&high_water=4096&connect_timeout=0.5",
+        high_water=8192,
+    )
+    assert isinstance(transport, TCPTransport)
+    assert transport.max_frame_size == 1024
+    assert transport.high_water == 8192  # the keyword wins over the query
+    assert transport.connect_timeout == 0.5
+    assert transport.default_address == Address("0.0.0.0", 25520)
+    assert as_transport("tcp://").default_address is None  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["tcp://?max_frame_size=0", "tcp://?max_frame_size=big", "tcp://?high_water=-1", "tcp://?x=1"],
+)
+def test_bad_url_options_are_configuration_errors(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        as_transport(url)
+
+
+async def test_sockets_have_tcp_nodelay() -> None:
+    served: asyncio.Queue[Connection] = asyncio.Queue()
+
+    async def handler(connection: Connection) -> None:
+        await served.put(connection)
+        await connection.receive_many()
+
+    transport = TCPTransport()
+    listener = await transport.listen(LOCAL, handler)
+    async with listener, await transport.connect(listener.address) as client:
+        server = await served.get()
+        for connection in (client, server):
+            assert isinstance(connection, StreamConnection)
+            sock = connection._transport.get_extra_info("socket")  # type: ignore[union-attr]
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+async def test_frames_sent_in_one_turn_leave_in_at_most_two_writes() -> None:
+    transport = TCPTransport()
+    listener = await transport.listen(LOCAL, echo)
+    async with listener, await transport.connect(listener.address) as client:
+        assert isinstance(client, StreamConnection) and client._transport is not None
+        socket_transport = client._transport
+        writes: list[int] = []
+        original = socket_transport.write
+
+        def counting_write(data: Any) -> None:  # a spy on asyncio's transport, not on casty
+            writes.append(len(data))
+            original(data)
+
+        socket_transport.write = counting_write  # type: ignore[method-assign]
+        for i in range(500):
+            client.send(i.to_bytes(4, "big"))
+        echoed = await receive_exactly(client, 500)
+        assert echoed == [i.to_bytes(4, "big") for i in range(500)]
+        # The first frame of the turn leaves at once (latency); the other 499 in one write.
+        assert writes == [8, 499 * 8]
+
+
+async def test_listening_on_a_taken_port_raises_connect_failed() -> None:
+    transport = TCPTransport()
+    listener = await transport.listen(LOCAL, echo)
+    async with listener:
+        with socket.socket() as other:
+            other.bind(("127.0.0.1", 0))
+            other.listen()
+            taken = Address("127.0.0.1", other.getsockname()[1])
+            with pytest.raises(ConnectFailed, match="cannot listen"):
+                await transport.listen(taken, echo)
+
+
+async def test_connect_to_an_unresolvable_host_raises_connect_failed() -> None:
+    with pytest.raises(ConnectFailed, match="cannot connect"):
+        await TCPTransport().connect(Address("no-such-host.invalid", 1), timeout=2.0)
