@@ -83,6 +83,23 @@ async def timed(action: Callable[[], Awaitable[int]]) -> float:
     return count / (time.perf_counter() - start)
 
 
+async def paired(
+    ours: Callable[[], Awaitable[int]], theirs: Callable[[], Awaitable[int]], slices: int = 10
+) -> tuple[float, float]:
+    """Events per second of each side over alternating slices, so both meet the same disk.
+
+    A disk's sync latency drifts over seconds; timing one side after the other would let the
+    drift decide the ratio.
+    """
+    seconds, counts = [0.0, 0.0], [0, 0]
+    for _ in range(slices):
+        for side, action in enumerate((ours, theirs)):
+            start = time.perf_counter()
+            counts[side] += await action()
+            seconds[side] += time.perf_counter() - start
+    return counts[0] / seconds[0], counts[1] / seconds[1]
+
+
 async def peak_memory(action: Callable[[], Awaitable[int]]) -> float:
     tracemalloc.start()
     try:
@@ -277,19 +294,26 @@ async def bench_postgres(runs: int, dsn: str, scale: float) -> None:
 async def report_all(
     backend: str, journal: Journal, raw: RawSQLite | RawPostgres, runs: int, scale: float
 ) -> None:
-    sequential = max(200, int(2000 * scale))
-    per_writer = max(5, int(40 * scale))
+    sequential = max(20, int(200 * scale))  # per slice; 10 slices per run
+    per_writer = max(2, int(10 * scale))
     await ours_sequential(journal, 50)  # warm up: open, prepare statements
     await raw.single(50)
 
     ours_a, raw_single, ours_b, raw_batch, raw_pool = [], [], [], [], []
     for _ in range(runs):
-        ours_a.append(await timed(lambda: ours_sequential(journal, sequential)))
-        raw_single.append(await timed(lambda: raw.single(sequential)))
-        ours_b.append(await timed(lambda: ours_concurrent(journal, per_writer)))
-        raw_batch.append(await timed(lambda: raw.batches(WRITERS * per_writer)))
+        ours, theirs = await paired(
+            lambda: ours_sequential(journal, sequential), lambda: raw.single(sequential)
+        )
+        ours_a.append(ours)
+        raw_single.append(theirs)
+        ours, theirs = await paired(
+            lambda: ours_concurrent(journal, per_writer),
+            lambda: raw.batches(WRITERS * per_writer),
+        )
+        ours_b.append(ours)
+        raw_batch.append(theirs)
         if isinstance(raw, RawPostgres):
-            raw_pool.append(await timed(lambda: raw.pooled(per_writer)))
+            raw_pool.append(await timed(lambda: raw.pooled(per_writer * 2)))
     median = statistics.median
     emit(f"{backend}.sequential_write", median(ours_a), median(raw_single), "events/s")
     emit(f"{backend}.concurrent_write_vs_single", median(ours_b), median(raw_single), "events/s")
@@ -304,8 +328,11 @@ async def report_all(
     await raw.fill(persistence_id, replay_events)
     ours_c, raw_c = [], []
     for _ in range(runs):
-        ours_c.append(await timed(lambda: ours_replay(journal, persistence_id)))
-        raw_c.append(await timed(lambda: raw.select(persistence_id)))
+        ours, theirs = await paired(
+            lambda: ours_replay(journal, persistence_id), lambda: raw.select(persistence_id), 2
+        )
+        ours_c.append(ours)
+        raw_c.append(theirs)
     emit(f"{backend}.replay", median(ours_c), median(raw_c), "events/s")
     ours_peak = await peak_memory(lambda: ours_replay(journal, persistence_id))
     raw_peak = await peak_memory(lambda: raw.select(persistence_id))

@@ -50,6 +50,15 @@ _DRIVER_ERRORS = (
     TimeoutError,
 )
 
+# A connection the server closed (pg_terminate_backend, restart): class 08 errors, class 57
+# (admin shutdown), or asyncpg refusing to use it.
+_LOST_CONNECTION = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.InterfaceError,
+)
+
 # SQLSTATE classes that say "this input can never be stored": data exception, integrity
 # violation, program limit exceeded (a row too large).
 _REJECTED_CLASSES = ("22", "23", "54")
@@ -198,7 +207,8 @@ class PostgresJournal(Journal):
     Args:
         dsn: a libpq connection URL for asyncpg.
         table: base name of the tables: lower-case letters, digits and ``_``, at most 40.
-        min_size, max_size: connection pool bounds (the writer holds one connection).
+        min_size, max_size: bounds of the pool that serves reads; writes use one more
+            connection of their own.
         connect_timeout: seconds to wait for a new connection.
         command_timeout: seconds a statement may run before `JournalUnavailable`.
         auto_create_schema: create the tables on first use.
@@ -238,7 +248,7 @@ class PostgresJournal(Journal):
             )
         for name, value, low in (
             ("min_size", min_size, 0),
-            ("max_size", max_size, 2),
+            ("max_size", max_size, 1),
             ("max_batch_entries", max_batch_entries, 1),
             ("replay_page_size", replay_page_size, 1),
         ):
@@ -254,15 +264,14 @@ class PostgresJournal(Journal):
                 raise ConfigurationError(f"{name} must be seconds > 0, got {seconds!r}")
         self._dsn = dsn
         self._table = table
-        self._pool_options: dict[str, Any] = {
-            "min_size": min_size,
-            "max_size": max_size,
+        self._connect_options: dict[str, Any] = {
             "timeout": float(connect_timeout),
             "command_timeout": float(command_timeout),
             "password": password,
             "ssl": ssl,
             "server_settings": dict(server_settings) if server_settings else None,
         }
+        self._pool_sizes = {"min_size": min_size, "max_size": max_size}
         self._auto_create_schema = bool(auto_create_schema)
         self._page_size = replay_page_size
         self._sql_write_single = _write_single(table)
@@ -355,7 +364,7 @@ class PostgresJournal(Journal):
             if self._pool is None:
                 with self._errors():
                     pool = await asyncpg.create_pool(
-                        self._dsn, reset=_keep_session, **self._pool_options
+                        self._dsn, reset=_keep_session, **self._pool_sizes, **self._connect_options
                     )
                 try:
                     if self._auto_create_schema:
@@ -401,7 +410,8 @@ class PostgresJournal(Journal):
         """Append ``entries`` atomically, committed with concurrent writes; see `Journal.write`.
 
         A connection lost while the round commits gives `JournalUnavailable`: the write may
-        or may not be stored (re-reading `highest_sequence_nr` tells).
+        or may not be stored (re-reading `highest_sequence_nr` tells). A connection found dead
+        before anything was sent is replaced and the round retried once, invisibly.
         """
         await self._get_pool()
         if not entries:
@@ -410,42 +420,27 @@ class PostgresJournal(Journal):
         await self._commits.submit(persistence_id, entries)
 
     async def _writer_connection(self) -> asyncpg.Connection:
-        if self._writer is None or not _alive(self._writer):
-            pool = self._pool
-            if pool is None:  # closed between submit and this round
-                pool = await self._get_pool()
+        """The write path's own connection, outside the pool (no proxy, no reset on release)."""
+        if self._writer is None or self._writer.is_closed():
             self._drop_writer()
             with self._errors():
-                self._writer = await pool.acquire()
+                self._writer = await asyncpg.connect(self._dsn, **self._connect_options)
         return self._writer
 
     def _drop_writer(self) -> None:
-        """Discard the writer's connection; terminating it hands it back to the pool."""
         writer, self._writer = self._writer, None
-        if writer is not None and _alive(writer):
+        if writer is not None and not writer.is_closed():
             writer.terminate()  # after a failure or a cancellation its state is unknown
 
     async def _flush(self, batch: list[PendingWrite]) -> None:
-        connection = await self._writer_connection()
         try:
-            if len(batch) == 1:
-                await self._write_alone(connection, batch[0])
-                return
-            columns = _columns(batch)
             try:
-                stored = {row[0] for row in await connection.fetch(self._sql_write_many, *columns)}
-            except asyncpg.PostgresError as exc:
-                if not _rejects_input(exc):
-                    raise
-                # One write's input broke the statement: retry each alone so only it fails.
-                for pending in batch:
-                    await self._write_alone(connection, pending)
-                return
-            rejected = [pending for pending in batch if pending.persistence_id not in stored]
-            if rejected:
-                await self._explain_rejections(connection, rejected)
-            for pending in batch:
-                pending.resolve()
+                await self._flush_on(await self._writer_connection(), batch)
+            except asyncpg.exceptions.InternalClientError:
+                # The server closed the idle connection and asyncpg refused to start the
+                # statement: nothing was sent, so one retry on a new connection is safe.
+                self._drop_writer()
+                await self._flush_on(await self._writer_connection(), batch)
         except _DRIVER_ERRORS as exc:
             self._drop_writer()
             raise self._translate(exc) from exc
@@ -454,6 +449,27 @@ class PostgresJournal(Journal):
             # statement back (or has committed it whole) when the connection goes.
             self._drop_writer()
             raise
+
+    async def _flush_on(self, connection: asyncpg.Connection, batch: list[PendingWrite]) -> None:
+        if len(batch) == 1:
+            await self._write_alone(connection, batch[0])
+            return
+        columns = _columns(batch)
+        try:
+            stored = {row[0] for row in await connection.fetch(self._sql_write_many, *columns)}
+        except asyncpg.PostgresError as exc:
+            if not _rejects_input(exc):
+                raise
+            # One write's input broke the statement (or it met a rival's uncommitted row of
+            # the same number): retry each alone so only the offender fails.
+            for pending in batch:
+                await self._write_alone(connection, pending)
+            return
+        rejected = [pending for pending in batch if pending.persistence_id not in stored]
+        if rejected:
+            await self._explain_rejections(connection, rejected)
+        for pending in batch:
+            pending.resolve()
 
     async def _write_alone(self, connection: asyncpg.Connection, pending: PendingWrite) -> None:
         entries = pending.entries
@@ -571,10 +587,24 @@ class PostgresJournal(Journal):
     # reads
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """Run a read on a pool connection, replacing pooled connections the server dropped.
+
+        Reads change nothing, so a read that finds its connection lost is retried on another
+        one, at most once per pooled connection; other failures are not retried.
+        """
         pool = await self._get_pool()
+        retries = self._pool_sizes["max_size"]
         with self._errors():
-            rows: list[asyncpg.Record] = await pool.fetch(sql, *args)
-        return rows
+            while True:
+                async with pool.acquire() as connection:
+                    try:
+                        rows: list[asyncpg.Record] = await connection.fetch(sql, *args)
+                        return rows
+                    except _LOST_CONNECTION:
+                        connection.terminate()  # the pool opens a new one in its place
+                        if retries == 0:
+                            raise
+                        retries -= 1
 
     async def replay(
         self,
@@ -658,22 +688,19 @@ class PostgresJournal(Journal):
         await self._commits.aclose()
         async with self._open_lock:
             pool, self._pool = self._pool, None
+            writer, self._writer = self._writer, None
+            timeout = self._connect_options["timeout"]
+            if writer is not None and not writer.is_closed():
+                try:
+                    await writer.close(timeout=timeout)
+                except _DRIVER_ERRORS:
+                    writer.terminate()  # the server is gone; drop the socket without goodbyes
             if pool is None:
                 return
-            writer, self._writer = self._writer, None
             try:
-                if writer is not None and _alive(writer):
-                    await pool.release(writer)
-                await asyncio.wait_for(pool.close(), timeout=self._pool_options["timeout"])
+                await asyncio.wait_for(pool.close(), timeout=timeout)
             except _DRIVER_ERRORS:
-                pool.terminate()  # the server is gone; drop the sockets without goodbyes
-
-
-def _alive(connection: asyncpg.Connection) -> bool:
-    try:
-        return not connection.is_closed()
-    except asyncpg.InterfaceError:  # the pool proxy was released when the connection was lost
-        return False
+                pool.terminate()
 
 
 def _rejects_input(exc: asyncpg.PostgresError) -> bool:
