@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from casty.actors.context import ActorContext
     from casty.actors.stash import StashBuffer
     from casty.actors.timers import TimerScheduler
+    from casty.persistence import event_sourced as _event_sourced
+    from casty.persistence import persisted as _persisted
 
 __all__ = ["Behavior", "Behaviors"]
 
@@ -128,6 +130,27 @@ _UNHANDLED: Behavior[Any] = _Unhandled()
 _IGNORE: _Receive[Any] = _Receive(_keep, None)
 _EMPTY: _Receive[Any] = _Receive(_decline, None)
 _STOPPED: Behavior[Any] = _Stopped(None)
+
+
+class _FromPersistence:
+    """A `Behaviors` attribute that is the function of the same name in casty.persistence.
+
+    The first access imports casty.persistence and puts the function itself on the class, so
+    later calls cost nothing extra (``persisted`` runs once per command) and ``help()`` shows
+    the real signature and docstring.
+    """
+
+    __slots__ = ("_name",)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, instance: object, owner: type) -> Any:
+        import casty.persistence
+
+        function = getattr(casty.persistence, self._name)
+        setattr(owner, self._name, staticmethod(function))
+        return function
 
 
 class Behaviors:
@@ -237,3 +260,12 @@ class Behaviors:
         if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity <= 0:
             raise ConfigurationError(f"stash capacity must be a positive int, got {capacity!r}")
         return _WithStash(capacity, factory)
+
+    # Event sourcing lives in casty.persistence, which builds on the actor core: it is imported
+    # on first use, so the core never depends on it. The type checker sees the real functions.
+    if TYPE_CHECKING:
+        event_sourced = staticmethod(_event_sourced)
+        persisted = staticmethod(_persisted)
+    else:
+        event_sourced = _FromPersistence()
+        persisted = _FromPersistence()

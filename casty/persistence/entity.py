@@ -1,0 +1,650 @@
+"""`event_sourced`: an actor whose state is the fold of its stored events (Akka Typed's
+EventSourcedBehavior, made Pythonic).
+
+How one incarnation runs (`_Entity`), and why:
+
+- **Recovery** runs in a task owned by the actor (``ctx.pipe_to_self``): the newest snapshot,
+  then the events after it, streamed. Commands arriving meanwhile go to a bounded
+  `StashBuffer` (overflow: a dead letter, "stash overflow"); the result arrives as a message,
+  and the stash is put back at the head of the mailbox, in order.
+- **Persisting**: a command handler returns `persisted`; its events are encoded (an
+  `EncodeError` fails only that command), applied with ``on_event``, numbered, and written at
+  once, in a task owned by the actor, so the event loop is never blocked. Commands arriving
+  while the write is in flight are stashed. When it returns, each command's ``then`` runs in
+  order; then the stashed commands are handled one after another and their events form one
+  batch, written atomically once the last of them is handled. This is group commit at the
+  entity level (as in database logs: results are released only after the log is durable);
+  the journal groups the writes of many entities into one transaction in turn.
+- **Failures** of a write: a rejected one (`WriteRejected`, `StaleEpoch`) fails the batch's
+  commands, puts the state back to the last durable one and goes on. A `SequenceConflict`
+  means another writer appended to this persistence id: the commands fail, and the entity
+  catches up (replays the other writer's events onto its last durable state, stashing
+  meanwhile) before it goes on. Anything else (`JournalUnavailable` first of all) fails the
+  commands and then the actor, so its supervisor decides (stop by default; restart with
+  backoff to recover from scratch).
+
+A command handled in a batch sees the events of the commands before it in that batch before
+they are durable (that is what lets one write carry them all); whatever must reflect durable
+state only (replies, above all) belongs in ``then``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, final
+
+from casty.abc import Journal, JournalEntry, Serializer, SnapshotEntry
+from casty.actors.behaviors import Behavior, Behaviors
+from casty.actors.context import ActorContext
+from casty.actors.events import DeadLetter
+from casty.actors.signals import Signal
+from casty.actors.stash import StashBuffer
+from casty.errors import (
+    ActorError,
+    ConfigurationError,
+    EncodeError,
+    PersistFailed,
+    SequenceConflict,
+    StashOverflow,
+    WriteRejected,
+)
+from casty.journals import as_journal
+from casty.persistence.effects import Persisted
+from casty.persistence.recovery import EntryCodec, recover
+from casty.persistence.snapshots import SnapshotPolicy
+from casty.serializers import as_serializer
+
+__all__ = ["event_sourced"]
+
+C = TypeVar("C")
+S = TypeVar("S")
+
+OnCommand = Callable[[ActorContext[C], S, C], "Behavior[Any] | Awaitable[Behavior[Any]]"]
+
+_SAME: Behavior[Any] = Behaviors.same()
+_UNHANDLED: Behavior[Any] = Behaviors.unhandled()
+_STOPPED_TYPE = type(Behaviors.stopped())
+_DEFAULT_STASH = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings(Generic[C, S]):
+    persistence_id: str
+    journal: Journal | None  # shared by every incarnation; None: build one from the URL
+    journal_url: str | None
+    initial_state: S
+    on_event: Callable[[S, Any], S]
+    on_command: OnCommand[C, S]
+    snapshot_policy: SnapshotPolicy | None
+    serializer: Serializer
+    epoch: int
+
+
+@final
+class _Command:
+    """One command's share of a batch: the effect, and the state after its events."""
+
+    __slots__ = ("command", "effect", "sequence_nr", "state")
+
+    def __init__(self, command: object, effect: Persisted, state: object, sequence_nr: int) -> None:
+        self.command = command
+        self.effect = effect
+        self.state = state
+        self.sequence_nr = sequence_nr
+
+
+# Results of the entity's own tasks, delivered through its mailbox. ``entity`` tells them apart
+# from the results of a previous incarnation's tasks (a restart does not cancel those).
+@final
+class _Recovered:
+    __slots__ = ("entity", "error", "value")
+
+    def __init__(self, entity: object, value: Any, error: BaseException | None) -> None:
+        self.entity = entity
+        self.value = value
+        self.error = error
+
+
+@final
+class _Written:
+    __slots__ = ("entity", "error")
+
+    def __init__(self, entity: object, error: BaseException | None) -> None:
+        self.entity = entity
+        self.error = error
+
+
+@final
+class _SnapshotSaved:
+    __slots__ = ("entity", "error")
+
+    def __init__(self, entity: object, error: BaseException | None) -> None:
+        self.entity = entity
+        self.error = error
+
+
+def event_sourced(
+    *,
+    entity_id: str,
+    journal: Journal | str,
+    initial_state: S,
+    on_event: Callable[[S, Any], S],
+    on_command: OnCommand[C, S],
+    snapshot_policy: SnapshotPolicy | None = None,
+    serializer: Serializer | str | None = None,
+    persistence_id: str | None = None,
+    entity_type: str | None = None,
+    epoch: int = 0,
+    stash_capacity: int = _DEFAULT_STASH,
+) -> Behavior[C]:
+    """An actor whose state is rebuilt from its events (also ``Behaviors.event_sourced``).
+
+    Each incarnation first recovers (newest snapshot, then the events after it), then handles
+    commands with ``on_command(ctx, state, command)``, which returns:
+
+    - ``Behaviors.persisted(events, then=..., on_failure=...)``: store events (see `persisted`);
+    - ``Behaviors.same()``: nothing to store;
+    - ``Behaviors.unhandled()``: the command becomes a dead letter ("unhandled");
+    - ``Behaviors.stopped()``: stop, once the writes already under way are durable and their
+      callbacks ran.
+
+    Example::
+
+        def account(account_id: str, journal: Journal) -> Behavior[Command]:
+            def on_event(state: Account, event: Deposited) -> Account:
+                return Account(state.balance + event.amount)
+
+            def on_command(ctx, state: Account, cmd: Command) -> Behavior[Command]:
+                match cmd:
+                    case Deposit(amount, reply_to):
+                        return Behaviors.persisted(
+                            Deposited(amount), then=lambda s: reply_to.tell(s.balance)
+                        )
+                    case GetBalance(reply_to):
+                        reply_to.tell(state.balance)
+                        return Behaviors.same()
+
+            return Behaviors.event_sourced(
+                entity_id=account_id, journal=journal, initial_state=Account(0),
+                on_event=on_event, on_command=on_command,
+            )
+
+    Commands that arrive during recovery, during a catch-up, or while a write is in flight are
+    stashed, at most ``stash_capacity`` of them (more become dead letters, "stash overflow"), and
+    handled afterwards in arrival order; the events of the commands stashed during one write
+    go together in the next atomic `Journal.write`, and a command of such a batch sees the
+    events of the commands before it in the batch before they are durable (see the module
+    docstring): reply in ``then``, or with ``persisted((), then=...)`` for queries. Failures:
+
+    - a rejected write (`WriteRejected`, `StaleEpoch`): the commands of the batch get
+      ``on_failure(PersistFailed)`` (or are logged and published as dead letters), the state
+      returns to the last durable one, and the entity goes on;
+    - a `SequenceConflict` (another writer exists): as above, then the entity replays the other
+      writer's events before handling the next command;
+    - `JournalUnavailable` or any other journal error: the commands fail as above, then the
+      actor fails with that error, and its supervisor decides (stashed commands go back to the
+      mailbox first, so a restarted entity handles them). Wrap it in
+      ``Behaviors.supervise(..., SupervisorStrategy.restart(backoff=..., on=JournalUnavailable))``
+      to recover once the store is back;
+    - a stored event or snapshot that cannot be decoded: the actor fails with `CorruptEntry`
+      (retrying cannot help, so restart only on `JournalUnavailable`);
+    - ``on_event``, ``on_command``, ``then`` raising: a failure of the actor, as for any
+      handler.
+
+    Args:
+        entity_id: the entity's identity, a non-empty string.
+        journal: a `Journal` (shared by every entity given it; the caller closes it) or a URL
+            such as ``"sqlite:///state.db"``, from which each incarnation builds its own journal
+            and closes it when it stops or restarts (prefer an object for many entities).
+        initial_state: the state before the first event (treat states as immutable values).
+        on_event: ``(state, event) -> state``: pure, fast, never fails for a stored event; it
+            runs when a command persists and again on every recovery.
+        on_command: ``(ctx, state, command) -> Behavior``, sync or async.
+        snapshot_policy: when to save snapshots (`SnapshotPolicy`); ``None`` for never.
+        serializer: encodes events and snapshots: a `Serializer` or its name (default
+            ``"msgpack"``). Entries keep the serializer's name and a manifest; recovery decodes
+            each with the serializer it names.
+        persistence_id: the log's id in the journal; default ``entity_id``, or
+            ``"<entity_type>|<entity_id>"`` when ``entity_type`` is given.
+        entity_type: a type prefix for the default persistence id, so that entities of two
+            kinds may share ids.
+        epoch: the fencing token written with every event (`JournalEntry.epoch`); a journal
+            rejects writes with an older epoch than it has seen (`StaleEpoch`).
+        stash_capacity: most commands held while recovering or writing, >= 1; also the most
+            commands whose events share one write.
+
+    Raises:
+        ConfigurationError: a bad argument.
+        BackendNotFound: ``journal`` or ``serializer`` names an unknown backend.
+    """
+    if type(entity_id) is not str or not entity_id:
+        raise ConfigurationError(f"entity_id must be a non-empty str, got {entity_id!r}")
+    if persistence_id is None:
+        if entity_type is None:
+            persistence_id = entity_id
+        elif type(entity_type) is str and entity_type and "|" not in entity_type:
+            persistence_id = f"{entity_type}|{entity_id}"
+        else:
+            raise ConfigurationError(
+                f"entity_type must be a non-empty str without '|', got {entity_type!r}"
+            )
+    elif entity_type is not None:
+        raise ConfigurationError("give persistence_id or entity_type, not both")
+    elif type(persistence_id) is not str or not persistence_id:
+        raise ConfigurationError(f"persistence_id must be a non-empty str, got {persistence_id!r}")
+    if not callable(on_event) or not callable(on_command):
+        raise ConfigurationError("on_event and on_command must be callables")
+    if snapshot_policy is not None and not isinstance(snapshot_policy, SnapshotPolicy):
+        raise ConfigurationError(f"expected a SnapshotPolicy, got {snapshot_policy!r}")
+    if type(epoch) is not int or epoch < 0:
+        raise ConfigurationError(f"epoch must be an int >= 0, got {epoch!r}")
+    if type(stash_capacity) is not int or stash_capacity < 1:
+        raise ConfigurationError(f"stash_capacity must be an int >= 1, got {stash_capacity!r}")
+    try:
+        journal_object = as_journal(journal)
+        serializer_object = as_serializer("msgpack" if serializer is None else serializer)
+    except TypeError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    # A URL is checked here (building a journal does no I/O) but opened per incarnation.
+    settings: _Settings[C, S] = _Settings(
+        persistence_id=persistence_id,
+        journal=None if isinstance(journal, str) else journal_object,
+        journal_url=journal if isinstance(journal, str) else None,
+        initial_state=initial_state,
+        on_event=on_event,
+        on_command=on_command,
+        snapshot_policy=snapshot_policy,
+        serializer=serializer_object,
+        epoch=epoch,
+    )
+
+    def setup(ctx: ActorContext[C]) -> Behavior[C]:
+        return Behaviors.with_stash(
+            stash_capacity, lambda stash: _Entity(ctx, stash, settings).start()
+        )
+
+    return Behaviors.setup(setup)
+
+
+@final
+class _Entity(Generic[C, S]):
+    """One incarnation of an event-sourced actor (see the module docstring)."""
+
+    __slots__ = (
+        "_batch",
+        "_codec",
+        "_ctx",
+        "_durable_sequence_nr",
+        "_durable_state",
+        "_entries",
+        "_journal",
+        "_on_command",
+        "_on_event",
+        "_owns_journal",
+        "_sequence_nr",
+        "_settings",
+        "_snapshot_due",
+        "_snapshotting",
+        "_stash",
+        "_stashing",
+        "_state",
+        "_stop",
+        "_unstashed",
+        "_writing",
+    )
+
+    def __init__(
+        self, ctx: ActorContext[C], stash: StashBuffer[Any], settings: _Settings[C, S]
+    ) -> None:
+        self._ctx: ActorContext[Any] = ctx
+        self._stash = stash
+        self._settings = settings
+        self._on_event = settings.on_event
+        self._on_command = settings.on_command
+        if settings.journal is None:
+            assert settings.journal_url is not None
+            self._journal = as_journal(settings.journal_url)
+            self._owns_journal = True
+        else:
+            self._journal = settings.journal
+            self._owns_journal = False
+        self._codec = EntryCodec(settings.serializer, ctx.system.ref_codec)
+        self._state: Any = settings.initial_state  # including events not yet durable
+        self._sequence_nr = 0  # of the last event applied to _state
+        self._durable_state: Any = settings.initial_state
+        self._durable_sequence_nr = 0
+        self._batch: list[_Command] = []  # commands whose events wait for the next write
+        self._entries: list[JournalEntry] = []  # their entries
+        self._writing: list[_Command] | None = None  # the batch being written
+        self._stashing = True  # recovering, catching up, writing, or stopping
+        self._unstashed = 0  # commands put back in the mailbox, forming the open batch
+        self._stop: Behavior[Any] | None = None  # a stop waiting for the open batch
+        self._snapshotting = False  # a save is running
+        self._snapshot_due = False  # another multiple was crossed meanwhile
+
+    def start(self) -> Behavior[C]:
+        self._recover(use_snapshot=True)
+        if self._owns_journal:
+            return Behaviors.receive(self._receive, self._close_journal)
+        return Behaviors.receive(self._receive)
+
+    # -- the message handler ---------------------------------------------------------------
+
+    def _receive(self, ctx: ActorContext[C], message: Any) -> Any:
+        # Returns a behavior, or a coroutine resolving to one when user code must be awaited
+        # (the actor cell awaits it), so the common path never builds a coroutine.
+        cls = message.__class__
+        if cls is _Written:
+            return self._written(message) if message.entity is self else _SAME
+        if cls is _Recovered:
+            return self._recovered(message) if message.entity is self else _SAME
+        if cls is _SnapshotSaved:
+            if message.entity is self:
+                self._snapshot_saved(message)
+            return _SAME
+        if self._unstashed:
+            self._unstashed -= 1
+        if self._stashing:
+            try:
+                self._stash.stash(message)
+            except StashOverflow:
+                pass  # the stash published the command as a dead letter ("stash overflow")
+            self._maybe_write()
+            return _SAME
+        deferred = False
+        try:
+            effect = self._on_command(ctx, self._state, message)
+            if not isinstance(effect, Behavior):
+                deferred = True
+                return self._await_command(message, effect)
+            return self._apply(message, effect)
+        finally:
+            # Also after a failure of user code: the open batch must not wait for a command
+            # that will never come. (A coroutine returned above does this when it ends.)
+            if not deferred:
+                self._maybe_write()
+
+    async def _await_command(self, command: object, result: object) -> Behavior[Any]:
+        try:
+            if inspect.isawaitable(result):
+                result = await result
+            return await _settle(self._apply(command, result))
+        finally:
+            self._maybe_write()
+
+    def _apply(self, command: object, effect: object) -> Any:
+        if effect is _SAME or effect is _UNHANDLED:
+            return effect
+        if type(effect) is Persisted:
+            return self._persist(command, effect)
+        if type(effect) is _STOPPED_TYPE:
+            if self._batch:
+                self._stop = effect  # stop once the open batch is written
+                self._stashing = True
+                return _SAME
+            return effect
+        raise ActorError(
+            f"{self._ctx.self.path}: on_command returned {effect!r}; expected "
+            "Behaviors.persisted(...), Behaviors.same(), Behaviors.unhandled() or "
+            "Behaviors.stopped()"
+        )
+
+    def _persist(self, command: object, effect: Persisted) -> Any:
+        events = effect.events
+        if not events:
+            if not self._batch:
+                return _run_then(effect, self._state)  # nothing to wait for
+            # A callback alone waits for the events of the commands before it in the batch.
+            self._batch.append(_Command(command, effect, self._state, self._sequence_nr))
+            return _SAME
+        codec = self._codec
+        try:
+            encoded = [codec.encode(event) for event in events]
+        except EncodeError as exc:
+            return self._fail_commands([_Command(command, effect, None, 0)], exc)
+        state = self._state
+        on_event = self._on_event
+        for event in events:
+            state = on_event(state, event)
+        settings = self._settings
+        persistence_id = settings.persistence_id
+        name = codec.serializer.name
+        epoch = settings.epoch
+        now = time.time_ns() // 1_000_000
+        sequence_nr = self._sequence_nr
+        entries = self._entries
+        for payload, manifest in encoded:
+            sequence_nr += 1
+            entries.append(
+                JournalEntry(persistence_id, sequence_nr, payload, name, manifest, epoch, now)
+            )
+        self._state = state
+        self._sequence_nr = sequence_nr
+        self._batch.append(_Command(command, effect, state, sequence_nr))
+        return _SAME
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _maybe_write(self) -> None:
+        """Write the open batch once the last command that may join it was handled."""
+        if self._batch and not self._unstashed and self._writing is None:
+            self._stashing = True
+            self._writing, self._batch = self._batch, []
+            entries, self._entries = self._entries, []
+            # A batch of callbacks alone writes nothing; it still completes through the
+            # mailbox, after everything handled before it.
+            work = self._journal.write(entries) if entries else _nothing()
+            self._ctx.pipe_to_self(work, self._write_result)
+
+    def _write_result(self, value: object, error: BaseException | None) -> _Written:
+        return _Written(self, error)
+
+    def _written(self, message: _Written) -> Any:
+        batch = self._writing
+        assert batch is not None
+        self._writing = None
+        if message.error is not None:
+            return self._write_failed(batch, message.error)
+        last = batch[-1]
+        before = self._durable_sequence_nr
+        self._durable_state = last.state
+        self._durable_sequence_nr = last.sequence_nr
+        policy = self._settings.snapshot_policy
+        if policy is not None and policy.due(before, last.sequence_nr):
+            if self._snapshotting:
+                self._snapshot_due = True  # saved when the running save ends
+            else:
+                self._save_snapshot(last.state, last.sequence_nr)
+        return self._run_callbacks(batch, 0)
+
+    def _run_callbacks(self, batch: list[_Command], start: int) -> Any:
+        for index in range(start, len(batch)):
+            record = batch[index]
+            then = record.effect.then
+            if then is not None:
+                result = then(record.state)
+                if inspect.isawaitable(result):
+                    return self._await_callbacks(batch, index + 1, result)
+        return self._resume()
+
+    async def _await_callbacks(
+        self, batch: list[_Command], start: int, pending: Awaitable[object]
+    ) -> Behavior[Any]:
+        await pending
+        return await _settle(self._run_callbacks(batch, start))
+
+    def _resume(self) -> Behavior[Any]:
+        """After a write or a recovery: handle what waited for it."""
+        if self._stop is not None:
+            return self._stop
+        self._stashing = False
+        stash = self._stash
+        # The stashed commands come back first; their events form the next batch.
+        self._unstashed = stash.size
+        return stash.unstash_all(_SAME)
+
+    async def _write_failed(self, batch: list[_Command], error: BaseException) -> Behavior[Any]:
+        self._state = self._durable_state
+        self._sequence_nr = self._durable_sequence_nr
+        await _settle(self._fail_commands(batch, error))
+        if isinstance(error, SequenceConflict):
+            self._ctx.log.warning(
+                "another writer appended to %r; catching up before the next command",
+                self._settings.persistence_id,
+            )
+            self._recover(use_snapshot=False)
+            return _SAME
+        if isinstance(error, WriteRejected):
+            return self._resume()
+        self._keep_stashed()
+        raise error
+
+    def _keep_stashed(self) -> None:
+        """Before failing the actor: put the stashed commands back in the mailbox, which a
+        restart keeps (a restart drops the stash), so the next incarnation handles them; if
+        the actor stops instead, they become dead letters ("recipient stopped")."""
+        self._stash.unstash_all(_SAME)
+
+    def _fail_commands(self, records: list[_Command], cause: BaseException) -> Any:
+        """Tell each command's ``on_failure`` (or log and dead-letter it) that it failed."""
+        for index, record in enumerate(records):
+            failure = PersistFailed(
+                f"{self._settings.persistence_id!r}: the events of {record.command!r} were not "
+                f"stored: {type(cause).__name__}: {cause}"
+            )
+            failure.__cause__ = cause
+            on_failure = record.effect.on_failure
+            if on_failure is None:
+                self._dead_letter(record.command, failure)
+                continue
+            result = on_failure(failure)
+            if inspect.isawaitable(result):
+                return self._await_failures(records, index + 1, cause, result)
+        return _SAME
+
+    async def _await_failures(
+        self,
+        records: list[_Command],
+        start: int,
+        cause: BaseException,
+        pending: Awaitable[object],
+    ) -> Behavior[Any]:
+        await pending
+        return await _settle(self._fail_commands(records[start:], cause))
+
+    def _dead_letter(self, command: object, failure: PersistFailed) -> None:
+        ctx = self._ctx
+        ctx.log.warning("%s", failure)
+        cause = failure.__cause__
+        reason = f"persist failed: {type(cause).__name__}: {cause}"
+        ctx.system.publish(DeadLetter(command, ctx.self, reason))
+
+    # -- recovery --------------------------------------------------------------------------
+
+    def _recover(self, *, use_snapshot: bool) -> None:
+        self._stashing = True
+        settings = self._settings
+        work = recover(
+            self._journal,
+            settings.persistence_id,
+            self._codec,
+            self._on_event,
+            self._durable_state,
+            self._durable_sequence_nr,
+            use_snapshot=use_snapshot,
+        )
+        self._ctx.pipe_to_self(work, self._recovery_result)
+
+    def _recovery_result(self, value: object, error: BaseException | None) -> _Recovered:
+        return _Recovered(self, value, error)
+
+    def _recovered(self, message: _Recovered) -> Behavior[Any]:
+        if message.error is not None:
+            self._keep_stashed()
+            raise message.error
+        state, sequence_nr = message.value
+        self._state = self._durable_state = state
+        self._sequence_nr = self._durable_sequence_nr = sequence_nr
+        return self._resume()
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    def _save_snapshot(self, state: object, sequence_nr: int) -> None:
+        try:
+            payload, manifest = self._codec.encode(state)
+        except EncodeError:
+            self._ctx.log.warning("cannot serialize the state for a snapshot", exc_info=True)
+            return
+        snapshot = SnapshotEntry(
+            self._settings.persistence_id,
+            sequence_nr,
+            payload,
+            self._codec.serializer.name,
+            manifest,
+            time.time_ns() // 1_000_000,
+        )
+        self._snapshotting = True
+        self._ctx.pipe_to_self(self._store_snapshot(snapshot), self._snapshot_result)
+
+    async def _store_snapshot(self, snapshot: SnapshotEntry) -> None:
+        journal = self._journal
+        policy = self._settings.snapshot_policy
+        assert policy is not None
+        await journal.save_snapshot(snapshot)
+        bound = policy.retention_bound(snapshot.sequence_nr)
+        if bound > 0:
+            await journal.delete_snapshots(snapshot.persistence_id, bound)
+            if policy.delete_events:
+                await journal.delete_to(snapshot.persistence_id, bound)
+
+    def _snapshot_result(self, value: object, error: BaseException | None) -> _SnapshotSaved:
+        return _SnapshotSaved(self, error)
+
+    def _snapshot_saved(self, message: _SnapshotSaved) -> None:
+        self._snapshotting = False
+        if message.error is not None:
+            self._ctx.log.warning(
+                "saving a snapshot of %r failed: %r",
+                self._settings.persistence_id,
+                message.error,
+                exc_info=message.error,
+            )
+        if self._snapshot_due:
+            self._snapshot_due = False
+            self._save_snapshot(self._durable_state, self._durable_sequence_nr)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def _close_journal(self, ctx: ActorContext[C], signal: Signal) -> Behavior[C]:
+        # On PostStop and PreRestart: a journal built from a URL belongs to this incarnation.
+        await self._journal.aclose()
+        return _SAME
+
+
+def _run_then(effect: Persisted, state: object) -> Any:
+    then = effect.then
+    if then is not None:
+        result = then(state)
+        if inspect.isawaitable(result):
+            return _await_then(result)
+    return _SAME
+
+
+async def _await_then(pending: Awaitable[object]) -> Behavior[Any]:
+    await pending
+    return _SAME
+
+
+async def _nothing() -> None:
+    """A write of no entries."""
+
+
+async def _settle(result: Any) -> Behavior[Any]:
+    """Await a step that may have returned a coroutine instead of a behavior."""
+    if inspect.isawaitable(result):
+        result = await result
+    assert isinstance(result, Behavior)
+    return result
