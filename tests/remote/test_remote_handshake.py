@@ -1,0 +1,247 @@
+"""The handshake refuses mismatched or misbehaving peers, with a logged reason on both sides,
+and a bad peer never disturbs a healthy one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+
+import msgpack
+import pytest
+from conftest import FAST, MakeSystem, Pki
+from remote_support import Num, Recorder
+
+from casty.errors import ConnectFailed, HandshakeFailed
+from casty.remote import PROTOCOL_VERSION, RemoteActorSystem
+from casty.remote.envelope import Accept, Hello, Refuse, decode_handshake, encode_handshake
+from casty.testing import wait_until
+
+HEADER = struct.Struct(">I")
+
+
+def framed(payload: bytes) -> bytes:
+    return HEADER.pack(len(payload)) + payload
+
+
+class RawPeer:
+    """A plain socket speaking bytes to a node, below the Casty protocol."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    async def read_frame(self) -> bytes:
+        async with asyncio.timeout(5.0):
+            (size,) = HEADER.unpack(await self.reader.readexactly(4))
+            return await self.reader.readexactly(size)
+
+    async def wait_closed_by_peer(self) -> None:
+        """Return once the node closed the connection (EOF or reset)."""
+        async with asyncio.timeout(5.0):
+            try:
+                while await self.reader.read(65536):
+                    pass
+            except ConnectionError:
+                pass
+
+    async def handshake(self, node: RemoteActorSystem) -> Accept:
+        hello = Hello("t", "127.0.0.1", 1, 77, "127.0.0.1", node.node_address.port, "msgpack")
+        self.writer.write(framed(encode_handshake(hello)))
+        answer = decode_handshake(await self.read_frame())
+        assert isinstance(answer, Accept), answer
+        return answer
+
+
+@asynccontextmanager
+async def raw_peer(node: RemoteActorSystem) -> AsyncIterator[RawPeer]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.node_address.port)
+    try:
+        yield RawPeer(reader, writer)
+    finally:
+        writer.close()
+
+
+async def test_wrong_system_name_is_refused_on_both_sides(
+    make_system: MakeSystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = await make_system("shop"), await make_system("bank")
+    with (
+        caplog.at_level(logging.WARNING, "casty.remote"),
+        pytest.raises(HandshakeFailed, match="system name mismatch"),
+    ):
+        await a.associate(b.node_address, timeout=2.0)
+    refusals = [r for r in caplog.records if "system name mismatch" in r.getMessage()]
+    # The acceptor logs the refusal, and the initiator logs what it was told.
+    assert any("refused a connection" in r.getMessage() for r in refusals)
+    assert any("handshake with" in r.getMessage() for r in refusals)
+
+
+async def test_serializer_mismatch_is_refused(make_system: MakeSystem) -> None:
+    a, b = await make_system(serializer="pickle"), await make_system()
+    with pytest.raises(HandshakeFailed, match="serializer mismatch"):
+        await a.associate(b.node_address, timeout=2.0)
+
+
+async def test_wrong_protocol_version_is_refused(
+    make_system: MakeSystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    b = await make_system()
+    future_hello = msgpack.packb(
+        [0, "casty", PROTOCOL_VERSION + 1, "t", "127.0.0.1", 1, 5, "127.0.0.1", 0, "msgpack"]
+    )
+    with caplog.at_level(logging.WARNING, "casty.remote"):
+        async with raw_peer(b) as peer:
+            peer.writer.write(framed(future_hello))
+            answer = decode_handshake(await peer.read_frame())
+            await peer.wait_closed_by_peer()
+    assert isinstance(answer, Refuse)
+    assert "protocol version mismatch" in answer.reason
+    assert "protocol version mismatch" in caplog.text
+
+
+async def test_a_peer_answering_with_another_version_fails_the_handshake(
+    make_system: MakeSystem,
+) -> None:
+    a = await make_system()
+
+    async def old_node(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        (size,) = HEADER.unpack(await reader.readexactly(4))
+        await reader.readexactly(size)
+        writer.write(framed(msgpack.packb([1, "casty", PROTOCOL_VERSION + 1, "t", "x", 1, 2])))
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(old_node, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(HandshakeFailed, match="protocol version mismatch"):
+            await a.associate(f"127.0.0.1:{port}", timeout=2.0)
+
+
+async def test_a_peer_that_sends_nothing_is_dropped_after_the_handshake_timeout(
+    make_system: MakeSystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    b = await make_system(settings=replace(FAST, handshake_timeout=0.2))
+    with caplog.at_level(logging.WARNING, "casty.remote"):
+        async with raw_peer(b) as peer:
+            await peer.wait_closed_by_peer()
+    assert "no handshake within 0.2 s" in caplog.text
+
+
+async def test_a_node_that_never_answers_fails_the_handshake(make_system: MakeSystem) -> None:
+    a = await make_system(settings=replace(FAST, handshake_timeout=0.2))
+    silent_peers: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        silent_peers.append(writer)
+        await reader.read()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(HandshakeFailed, match="no handshake answer"):
+            await a.associate(f"127.0.0.1:{port}", timeout=2.0)
+        for writer in silent_peers:
+            writer.close()
+
+
+async def test_a_node_refuses_a_hello_meant_for_another_address(make_system: MakeSystem) -> None:
+    b = await make_system()
+    hello = Hello("t", "127.0.0.1", 1, 7, "10.9.8.7", b.node_address.port, "msgpack")
+    async with raw_peer(b) as peer:
+        peer.writer.write(framed(encode_handshake(hello)))
+        answer = decode_handshake(await peer.read_frame())
+    assert isinstance(answer, Refuse) and "meant to reach 10.9.8.7" in answer.reason
+
+
+async def test_a_plain_tcp_peer_is_refused_by_a_tls_node(
+    make_system: MakeSystem, pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = await make_system()
+    b = await make_system(transport=pki.transport(pki.node_b))
+    with caplog.at_level(logging.WARNING):
+        with pytest.raises((HandshakeFailed, ConnectFailed)):
+            await a.associate(b.node_address, timeout=1.5)
+        await wait_until(lambda: "casty.transports" in {r.name for r in caplog.records})
+
+
+async def test_a_node_with_a_foreign_certificate_is_refused(
+    make_system: MakeSystem, pki: Pki
+) -> None:
+    a = await make_system(transport=pki.transport(pki.foreign, pki.foreign_ca))
+    b = await make_system(transport=pki.transport(pki.node_b))
+    with pytest.raises(HandshakeFailed):
+        await a.associate(b.node_address, timeout=1.5)
+
+
+async def test_misbehaving_peers_are_dropped_while_a_healthy_peer_keeps_flowing(
+    make_system: MakeSystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = await make_system(), await make_system()
+    sink = Recorder(b, "sink")
+    target = a.resolve(sink.ref.address)
+    sent = 0
+    stop = asyncio.Event()
+
+    async def feed() -> None:
+        nonlocal sent
+        while not stop.is_set():
+            target.tell(Num(sent))
+            sent += 1
+            await asyncio.sleep(0.001)  # pacing of the load generator, not synchronisation
+
+    feeder = asyncio.create_task(feed())
+    try:
+        await sink.wait_count(20)
+        rng = random.Random(4)
+        with caplog.at_level(logging.WARNING):
+            # Random bytes: a garbage handshake frame.
+            async with raw_peer(b) as peer:
+                peer.writer.write(framed(rng.randbytes(40)))
+                await peer.wait_closed_by_peer()
+            # Random bytes whose first four announce a huge frame.
+            async with raw_peer(b) as peer:
+                peer.writer.write(b"\xff\xff\xff\xf0" + rng.randbytes(100))
+                await peer.wait_closed_by_peer()
+            # A frame cut off mid-way.
+            async with raw_peer(b) as peer:
+                peer.writer.write(HEADER.pack(100) + b"0123456789")
+                peer.writer.write_eof()
+                await peer.wait_closed_by_peer()
+            # A valid handshake, then an unknown frame type.
+            async with raw_peer(b) as peer:
+                await peer.handshake(b)
+                peer.writer.write(framed(msgpack.packb([99, "what is this"])))
+                await peer.wait_closed_by_peer()
+            # A valid handshake, then an unknown control operation.
+            async with raw_peer(b) as peer:
+                await peer.handshake(b)
+                peer.writer.write(framed(msgpack.packb([3, 77, 0])))
+                await peer.wait_closed_by_peer()
+            # A valid handshake, then an envelope that is not msgpack at all.
+            async with raw_peer(b) as peer:
+                await peer.handshake(b)
+                peer.writer.write(framed(b"\xc1\xc1\xc1"))
+                await peer.wait_closed_by_peer()
+        count = len(sink.messages)
+        await sink.wait_count(count + 20)  # still flowing
+    finally:
+        stop.set()
+        await feeder
+    final = sent
+    await sink.wait_count(final)
+    assert sink.messages == [Num(n) for n in range(final)]  # nothing lost, nothing reordered
+    log = caplog.text
+    assert "malformed handshake frame" in log
+    assert "peer announced a" in log  # the transport's FrameTooLarge
+    assert "mid-frame" in log
+    assert "unknown frame type 99" in log
+    assert "unknown control operation 77" in log
+    assert "malformed envelope frame" in log
+    assert a.remote_statistics().peers[0].connected

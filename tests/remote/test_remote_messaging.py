@@ -1,0 +1,276 @@
+"""Tell, ask and refs across nodes, over real TCP connections on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import pytest
+from conftest import MakeSystem
+from remote_support import Blob, Echo, Forward, Num, Recorder, Reply, Secret, echo_behavior
+
+from casty.actors import ActorSystem, Behaviors, DeadLetterReason
+from casty.errors import AskTimeout, ConfigurationError, ResourceClosed
+from casty.remote import (
+    RemoteActorRef,
+    RemoteActorSystem,
+    RemoteDeadLetterReason,
+    RemoteSettings,
+)
+from casty.serializers import MsgpackSerializer
+from casty.testing import wait_until
+from casty.transports import TCPTransport
+
+DeadLetters = Callable[[ActorSystem], Recorder]
+
+
+async def test_address_reflects_the_bound_port(make_system: MakeSystem) -> None:
+    system = await make_system()
+    port = system.node_address.port
+    assert port > 0
+    assert system.address == f"casty://t@127.0.0.1:{port}"
+    ref = system.spawn(Behaviors.ignore(), "a")
+    assert ref.address == f"casty://t@127.0.0.1:{port}/user/a"
+    assert system.resolve(ref.address) is ref
+    assert 0 <= system.incarnation < 2**64
+
+
+async def test_incarnation_is_random_per_start_unless_given(make_system: MakeSystem) -> None:
+    first, second = await make_system(), await make_system()
+    assert first.incarnation != second.incarnation
+    fixed = await make_system(incarnation=42)
+    assert fixed.incarnation == 42
+
+
+async def test_tells_arrive_in_order(make_system: MakeSystem) -> None:
+    a, b = await make_system(), await make_system()
+    recorder = Recorder(b, "sink")
+    ref = a.resolve(b.address + "/user/sink")
+    assert isinstance(ref, RemoteActorRef)
+    for n in range(2000):
+        ref.tell(Num(n))
+    messages = await recorder.wait_count(2000)
+    assert messages == [Num(n) for n in range(2000)]
+    peer = a.remote_statistics().peers[0]
+    assert peer.connected and peer.address == b.node_address and peer.incarnation == b.incarnation
+
+
+async def test_ask_across_nodes(make_system: MakeSystem) -> None:
+    a, b = await make_system(), await make_system()
+    b.spawn(echo_behavior(), "echo")
+    echo = a.resolve(b.address + "/user/echo")
+    for text in ("one", "two", "three"):
+        assert await a.ask(echo, partial(Echo, text), timeout=5.0) == Reply(text)
+
+
+async def test_many_asks_in_flight(make_system: MakeSystem) -> None:
+    a, b = await make_system(), await make_system()
+    b.spawn(echo_behavior(), "echo")
+    echo = a.resolve(b.address + "/user/echo")
+    replies = await asyncio.gather(
+        *(a.ask(echo, partial(Echo, str(i)), timeout=5.0) for i in range(300))
+    )
+    assert replies == [Reply(str(i)) for i in range(300)]
+
+
+async def test_ask_times_out_when_the_remote_actor_does_not_answer(
+    make_system: MakeSystem,
+) -> None:
+    a, b = await make_system(), await make_system()
+    silent = Recorder(b, "silent")
+    ref = a.resolve(b.address + "/user/silent")
+    with pytest.raises(AskTimeout):
+        await a.ask(ref, lambda reply_to: Echo("hello?", reply_to), timeout=0.2)
+    # The request did arrive: the reply ref is just never used.
+    await silent.wait_count(1)
+
+
+async def test_refs_inside_messages_resolve_on_arrival(make_system: MakeSystem) -> None:
+    a, b, c = await make_system(), await make_system(), await make_system()
+    relay = b.spawn(echo_behavior(), "relay")
+    on_a = Recorder(a, "on-a")
+    on_c = Recorder(c, "on-c")
+    to_relay = a.resolve(relay.address)
+    # A ref naming the receiving node arrives as that node's local ref...
+    to_relay.tell(Forward(on_a.ref, Num(1)))
+    assert await on_a.wait_count(1) == [Num(1)]
+    # ...and a ref naming a third node as a remote ref: B tells C directly.
+    to_relay.tell(Forward(c.resolve(on_c.ref.address), Num(2)))
+    to_relay.tell(Forward(a.resolve(on_c.ref.address), Num(3)))
+    assert await on_c.wait_count(2) == [Num(2), Num(3)]
+    peers = {p.address for p in b.remote_statistics().peers}
+    assert peers == {a.node_address, c.node_address}
+
+
+async def test_a_ref_decoded_twice_is_the_same_object(make_system: MakeSystem) -> None:
+    a, b = await make_system(), await make_system()
+    first = a.resolve(b.address + "/user/x")
+    assert a.resolve(b.address + "/user/x") is first
+    assert first == a.resolve(b.address + "/user/x")
+    assert first != a.resolve(b.address + "/user/y")
+    assert first.path == "/user/x"
+
+
+async def test_unknown_recipient_becomes_a_dead_letter_on_the_receiving_node(
+    make_system: MakeSystem, dead_letters: DeadLetters
+) -> None:
+    a, b = await make_system(), await make_system()
+    dropped = dead_letters(b)
+    sink = Recorder(b, "sink")
+    a.resolve(b.address + "/user/nobody").tell(Num(1))
+    a.resolve(sink.ref.address).tell(Num(2))  # the connection keeps working
+    await sink.wait_count(1)
+    await dropped.wait_count(1)
+    letter = dropped.messages[0]
+    assert letter.message == Num(1)
+    assert letter.reason == DeadLetterReason.UNKNOWN_RECIPIENT
+    assert letter.recipient.path == "/user/nobody"
+
+
+async def test_message_to_a_stopped_remote_actor_is_a_dead_letter_there(
+    make_system: MakeSystem, dead_letters: DeadLetters
+) -> None:
+    a, b = await make_system(), await make_system()
+    dropped = dead_letters(b)
+    sink = Recorder(b, "sink")
+    ref = a.resolve(sink.ref.address)
+    ref.tell(Num(1))
+    await sink.wait_count(1)
+    await b.stop(sink.ref)
+    ref.tell(Num(2))
+    await dropped.wait_count(1)
+    assert (dropped.messages[0].message, dropped.messages[0].reason) == (
+        Num(2),
+        DeadLetterReason.RECIPIENT_STOPPED,
+    )
+
+
+async def test_undecodable_message_is_dropped_and_the_connection_stays(
+    make_system: MakeSystem, dead_letters: DeadLetters, caplog: pytest.LogCaptureFixture
+) -> None:
+    strict = MsgpackSerializer(strict=True)
+    strict.register(Num)
+    a, b = await make_system(), await make_system(serializer=strict)
+    dropped = dead_letters(b)
+    sink = Recorder(b, "sink")
+    ref = a.resolve(sink.ref.address)
+    with caplog.at_level(logging.WARNING, "casty.remote"):
+        ref.tell(Num(1))
+        ref.tell(Secret("not registered on b"))
+        ref.tell(Num(2))
+        assert await sink.wait_count(2) == [Num(1), Num(2)]
+        await dropped.wait_count(1)
+    letter = dropped.messages[0]
+    assert letter.reason == RemoteDeadLetterReason.UNDECODABLE
+    assert isinstance(letter.message, bytes) and b"not registered on b" in letter.message
+    assert "undecodable message" in caplog.text
+    assert a.remote_statistics().peers[0].connected
+
+
+async def test_unencodable_message_is_a_dead_letter_at_the_sender(
+    make_system: MakeSystem, dead_letters: DeadLetters, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = await make_system(), await make_system()
+    dropped = dead_letters(a)
+    sink = Recorder(b, "sink")
+    ref = a.resolve(sink.ref.address)
+    ref.tell(Num(0))
+    await sink.wait_count(1)
+    with caplog.at_level(logging.ERROR, "casty.remote"):
+        for n in range(1, 4):
+            ref.tell(Num(n))
+            ref.tell(object())  # no wire form
+        await dropped.wait_count(3)
+    assert {d.reason for d in dropped.messages} == {RemoteDeadLetterReason.CANNOT_ENCODE}
+    assert await sink.wait_count(4) == [Num(n) for n in range(4)]
+    assert "cannot send" in caplog.text
+
+
+async def test_message_over_the_frame_limit_is_a_dead_letter(
+    make_system: MakeSystem, dead_letters: DeadLetters
+) -> None:
+    a = await make_system(transport=TCPTransport(max_frame_size=64 * 1024))
+    b = await make_system(transport=TCPTransport(max_frame_size=64 * 1024))
+    dropped = dead_letters(a)
+    sink = Recorder(b, "sink")
+    ref = a.resolve(sink.ref.address)
+    ref.tell(Num(0))
+    await sink.wait_count(1)
+    ref.tell(Blob(b"x" * 100_000))
+    for _ in range(1, 200):  # many small ones in one batch: they are split across frames
+        ref.tell(Blob(b"y" * 1000))
+    await dropped.wait_count(1)
+    assert dropped.messages[0].reason == RemoteDeadLetterReason.MESSAGE_TOO_LARGE
+    assert len(await sink.wait_count(200)) == 200
+
+
+async def test_pickle_serializer_works_across_nodes(make_system: MakeSystem) -> None:
+    a, b = await make_system(serializer="pickle"), await make_system(serializer="pickle")
+    b.spawn(echo_behavior(), "echo")
+    echo = a.resolve(b.address + "/user/echo")
+    assert await a.ask(echo, lambda r: Echo("pickled", r), timeout=5.0) == Reply("pickled")
+
+
+async def test_simultaneous_sends_share_one_connection(make_system: MakeSystem) -> None:
+    a, b = await make_system(), await make_system()
+    on_a, on_b = Recorder(a, "sink"), Recorder(b, "sink")
+    to_b, to_a = a.resolve(on_b.ref.address), b.resolve(on_a.ref.address)
+    for n in range(100):  # both nodes dial each other in the same loop turn
+        to_b.tell(Num(n))
+        to_a.tell(Num(n))
+    assert await on_a.wait_count(100) == [Num(n) for n in range(100)]
+    assert await on_b.wait_count(100) == [Num(n) for n in range(100)]
+    await wait_until(lambda: all(p.connected for p in a.remote_statistics().peers))
+    # One connection survives: each side sees exactly one association, connected.
+    assert [p.address for p in a.remote_statistics().peers] == [b.node_address]
+    assert [p.address for p in b.remote_statistics().peers] == [a.node_address]
+    assert a.remote_statistics().peers[0].connected and b.remote_statistics().peers[0].connected
+
+
+async def test_foreign_and_malformed_addresses_lead_to_dead_letters(
+    make_system: MakeSystem, dead_letters: DeadLetters
+) -> None:
+    a = await make_system()
+    dropped = dead_letters(a)
+    other_system = a.resolve("casty://other@127.0.0.1:1/user/x")
+    garbage = a.resolve("casty://t@no-port/user/x")
+    assert not isinstance(other_system, RemoteActorRef)
+    assert not isinstance(garbage, RemoteActorRef)
+    other_system.tell(Num(1))
+    garbage.tell(Num(2))
+    await dropped.wait_count(2)
+    assert {d.reason for d in dropped.messages} == {DeadLetterReason.UNKNOWN_RECIPIENT}
+
+
+async def test_bad_constructor_arguments_are_refused() -> None:
+    with pytest.raises(ConfigurationError):
+        RemoteActorSystem("t", port=70000)
+    with pytest.raises(ConfigurationError):
+        RemoteActorSystem("t", host="")
+    with pytest.raises(ConfigurationError):
+        RemoteActorSystem("t", incarnation=-1)
+    with pytest.raises(ConfigurationError):
+        RemoteSettings(outbound_queue_size=0)
+    with pytest.raises(ConfigurationError):
+        RemoteSettings(failure_timeout=float("nan"))
+    with pytest.raises(ConfigurationError):
+        RemoteSettings(min_backoff=2.0, max_backoff=1.0)
+
+
+async def test_associate_needs_a_started_system() -> None:
+    system = RemoteActorSystem("t")
+    with pytest.raises(ResourceClosed):
+        await system.associate("127.0.0.1:1")
+    await system.shutdown()
+
+
+async def test_tell_after_shutdown_is_a_dead_letter(make_system: MakeSystem) -> None:
+    a, b = await make_system(), await make_system()
+    ref: Any = a.resolve(b.address + "/user/x")
+    await a.shutdown()
+    before = a.statistics().dead_letters
+    ref.tell(Num(1))
+    assert a.statistics().dead_letters == before + 1
