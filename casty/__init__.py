@@ -40,6 +40,8 @@ from casty.cluster.events import (
     UnreachableMember,
 )
 from casty.cluster.member import Member, MemberStatus
+from casty.cluster.protocol import SubscribeTopology
+from casty.cluster.system import ClusteredActorSystem
 from casty.discovery import as_discovery
 from casty.errors import *  # noqa: F403 - the error tree is part of the public API
 from casty.errors import __all__ as _errors_all
@@ -60,6 +62,7 @@ __all__ = [
     "Behavior",
     "Behaviors",
     "ClusterDomainEvent",
+    "ClusteredActorSystem",
     "DeadLetter",
     "Discovery",
     "EventStreamPublish",
@@ -80,6 +83,7 @@ __all__ = [
     "Serializer",
     "ShardEnvelope",
     "StashBuffer",
+    "SubscribeTopology",
     "SupervisorStrategy",
     "Terminated",
     "TimerScheduler",
