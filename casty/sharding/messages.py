@@ -278,6 +278,14 @@ class ShardState:
 
 @dataclass(frozen=True, slots=True)
 class ShardRegionState:
-    """A region's hosted shards, sorted by shard id."""
+    """A region's hosted shards, sorted by shard id, and its standing with the coordinator.
+
+    Attributes:
+        shards: the shards the region hosts (a proxy hosts none).
+        registered: whether the current coordinator has acknowledged the region.
+        refused: the coordinator's reason when it refused the region for good, else None.
+    """
 
     shards: tuple[ShardState, ...] = ()
+    registered: bool = False
+    refused: str | None = None
