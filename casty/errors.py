@@ -25,6 +25,7 @@ CastyError
 │   ├── InvalidActorName (also ValueError)   empty name, reserved characters, duplicate sibling
 │   ├── AskTimeout (also TimeoutError)  no reply within the ask's timeout
 │   ├── ActorStopped                    the target stopped before it could answer
+│   ├── MailboxFull                     an ask's request was dropped by a full bounded mailbox
 │   ├── StashOverflow                   a stash is at its capacity
 │   └── UnhandledMessage                a behavior returned Behaviors.unhandled() (inside asks)
 ├── PersistenceError
@@ -73,6 +74,7 @@ __all__ = [
     "JournalError",
     "JournalUnavailable",
     "LeaseExpired",
+    "MailboxFull",
     "NodeDowned",
     "PersistFailed",
     "PersistenceError",
@@ -177,7 +179,8 @@ class ActorError(CastyError):
 
 
 class InvalidActorName(ActorError, ValueError):
-    """An actor name is empty, contains '/', '#' or whitespace, or is taken by a live sibling."""
+    """An actor name is empty, '.' or '..', has a character other than ASCII letters, digits and
+    '-_.~%', or is taken by a live sibling."""
 
 
 class AskTimeout(ActorError, TimeoutError):
@@ -186,6 +189,11 @@ class AskTimeout(ActorError, TimeoutError):
 
 class ActorStopped(ActorError):
     """The target actor is stopped (or stopped while the request was pending)."""
+
+
+class MailboxFull(ActorError):
+    """An ask's request was dropped because the target's bounded mailbox was full; retrying
+    later may succeed."""
 
 
 class StashOverflow(ActorError):

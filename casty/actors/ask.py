@@ -15,6 +15,7 @@ import asyncio
 import heapq
 import math
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, final
 
 from casty.actors.events import DeadLetterReason
@@ -46,13 +47,19 @@ class PromiseRef(ActorRef[Any]):
 
     __slots__ = ("_bucket", "_future", "_id", "_system", "_target", "_timeout")
 
-    def __init__(self, system: ActorSystem, future: asyncio.Future[Any]) -> None:
+    def __init__(
+        self,
+        system: ActorSystem,
+        future: asyncio.Future[Any],
+        target: ActorRef[Any] | None = None,
+        timeout: float = 0.0,
+    ) -> None:
         self._system = system
         self._future = future
         self._id = 0
         self._bucket: set[PromiseRef] | None = None
-        self._target: ActorRef[Any] | None = None
-        self._timeout = 0.0
+        self._target = target  # named by the timeout error
+        self._timeout = timeout
 
     @property
     def path(self) -> str:
@@ -100,6 +107,22 @@ class PromiseRef(ActorRef[Any]):
     __hash__ = object.__hash__
 
 
+def reply_promises(message: object) -> Iterator[PromiseRef]:
+    """The ask promises among the top-level fields of ``message`` (dataclass, tuple, object):
+    the asks that wait for a reply to it."""
+    fields = getattr(type(message), "__dataclass_fields__", None)
+    values: Any
+    if fields is not None:
+        values = (getattr(message, name, None) for name in fields)
+    elif isinstance(message, tuple):
+        values = message
+    else:
+        values = getattr(message, "__dict__", {}).values()
+    for value in values:
+        if type(value) is PromiseRef:
+            yield value
+
+
 @final
 class AskTimeouts:
     """Expires promises on a `Clock`, in 10 ms buckets (see the module docstring)."""
@@ -115,7 +138,7 @@ class AskTimeouts:
         self._armed = 0  # the bucket number the clock callback is set for; 0: none
         self._handle: Cancellable | None = None
 
-    def add(self, promise: PromiseRef, target: ActorRef[Any], timeout: float) -> None:
+    def add(self, promise: PromiseRef, timeout: float) -> None:
         """Expire ``promise`` once ``timeout`` seconds have passed (unless released first)."""
         deadline = self._now() + timeout
         tick = math.ceil(deadline * TICKS_PER_SECOND - _EPSILON)
@@ -132,8 +155,6 @@ class AskTimeouts:
                 self._arm(tick)
         bucket.add(promise)
         promise._bucket = bucket
-        promise._target = target
-        promise._timeout = timeout
 
     def _arm(self, tick: int) -> None:
         if self._handle is not None:

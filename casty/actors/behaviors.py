@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from casty.actors.timers import TimerScheduler
     from casty.persistence import event_sourced as _event_sourced
     from casty.persistence import persisted as _persisted
+    from casty.sharding import sharded as _sharded
 
 __all__ = ["Behavior", "Behaviors"]
 
@@ -153,6 +154,19 @@ class _FromPersistence:
         return function
 
 
+class _FromSharding(_FromPersistence):
+    """A `Behaviors` attribute that is the function of the same name in casty.sharding."""
+
+    __slots__ = ()
+
+    def __get__(self, instance: object, owner: type) -> Any:
+        import casty.sharding
+
+        function = getattr(casty.sharding, self._name)
+        setattr(owner, self._name, staticmethod(function))
+        return function
+
+
 class Behaviors:
     """Constructors of behaviors. Every method is static and returns a `Behavior`."""
 
@@ -261,11 +275,14 @@ class Behaviors:
             raise ConfigurationError(f"stash capacity must be a positive int, got {capacity!r}")
         return _WithStash(capacity, factory)
 
-    # Event sourcing lives in casty.persistence, which builds on the actor core: it is imported
-    # on first use, so the core never depends on it. The type checker sees the real functions.
+    # Event sourcing (casty.persistence) and sharding (casty.sharding) build on the actor core:
+    # they are imported on first use, so the core never depends on them. The type checker sees
+    # the real functions.
     if TYPE_CHECKING:
         event_sourced = staticmethod(_event_sourced)
         persisted = staticmethod(_persisted)
+        sharded = staticmethod(_sharded)
     else:
         event_sourced = _FromPersistence()
         persisted = _FromPersistence()
+        sharded = _FromSharding()

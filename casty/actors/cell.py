@@ -28,6 +28,7 @@ from collections.abc import Callable, Coroutine, Generator, Iterable
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, final
 
+from casty.actors.ask import reply_promises
 from casty.actors.behaviors import (
     _IGNORE,
     _SAME,
@@ -48,7 +49,7 @@ from casty.actors.signals import PostStop, PreRestart, Signal
 from casty.actors.stash import StashBuffer
 from casty.actors.supervision import Directive, SupervisorStrategy
 from casty.actors.timers import TimerScheduler
-from casty.errors import ActorError
+from casty.errors import ActorError, ActorStopped
 
 if TYPE_CHECKING:
     from casty.actors.context import ActorContext
@@ -151,34 +152,68 @@ class _Extras:
 
 
 @final
-class _Resume:
-    """Finish, inside a task, a coroutine that was started by hand and yielded ``yielded``."""
+class _HandlerTask(Coroutine[Any, Any, None]):
+    """The coroutine of the task that finishes a run whose handler suspended.
 
-    __slots__ = ("_coro", "_yielded")
+    It hands the drain's first yield (what the handler awaits) to the task, then forwards
+    every step to the drain, and lets the cell run again once the drain ends. Not an ``async
+    def`` wrapper: a task cancelled before its first step never enters its coroutine's body, so
+    such a wrapper would neither tell the handler nor clean up (stopping an actor right after
+    its handler suspended never returned). Here that early cancellation cancels what the
+    handler awaits, as a running task would, and is thrown into the handler.
+    """
 
-    def __init__(self, coro: Coroutine[Any, Any, None], yielded: Any) -> None:
-        self._coro = coro
-        self._yielded = yielded
+    __slots__ = ("_cell", "_drain", "_yielded")
 
-    def __await__(self) -> Generator[Any, Any, None]:
-        coro = self._coro
+    def __init__(
+        self, cell: ActorCell[Any], drain: Coroutine[Any, Any, None], yielded: Any
+    ) -> None:
+        self._cell = cell
+        self._drain = drain
+        self._yielded = yielded  # _MISSING once handed to the task
+
+    def send(self, value: Any) -> Any:
         yielded = self._yielded
-        while True:
-            try:
-                sent = yield yielded
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:
-                try:
-                    yielded = coro.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    yielded = coro.send(sent)
-                except StopIteration:
-                    return
+        if yielded is not _MISSING:
+            self._yielded = _MISSING
+            return yielded
+        return self._step(self._drain.send, value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        yielded = self._yielded
+        if yielded is not _MISSING:
+            self._yielded = _MISSING
+            if isinstance(yielded, asyncio.Future):
+                yielded.cancel()
+        return self._step(self._drain.throw, typ if val is None else val)
+
+    def close(self) -> None:
+        self._drain.close()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        raise TypeError("a handler task's coroutine is driven by its task only")
+
+    # What asyncio reads to describe a task (repr, get_stack, print_stack).
+    @property
+    def __name__(self) -> str:
+        return f"actor {self._cell._ref.path}"
+
+    @property
+    def cr_code(self) -> Any:
+        return cast("CoroutineType[Any, Any, None]", self._drain).cr_code
+
+    @property
+    def cr_frame(self) -> Any:
+        return cast("CoroutineType[Any, Any, None]", self._drain).cr_frame
+
+    def _step(self, step: Callable[[Any], Any], argument: Any) -> Any:
+        try:
+            return step(argument)
+        except BaseException:  # StopIteration included: the drain is over
+            cell = self._cell
+            cell._task = None
+            cell._after_run()
+            raise
 
 
 @final
@@ -304,8 +339,19 @@ class ActorCell(Generic[M]):
             system = self._system
             system._call_soon(self._run, context=system._context)
 
-    def _stopping(self) -> bool:
-        return self._status >= _STOPPING
+    def _ending(self) -> bool:
+        """Whether this incarnation is over: restarting (old children stopping, PreRestart,
+        backoff) or stopping. Timers started now would reach the next incarnation or none."""
+        return self._status > _RUNNING
+
+    def _message_next(self) -> bool:
+        """Whether the next thing this actor handles is a user message already queued (no
+        system message or internal envelope first). Event sourcing uses it to let queued
+        commands join one write."""
+        mailbox = self._mailbox
+        if not mailbox or self._sysq is not None:
+            return False
+        return mailbox[0].__class__ is not _Envelope
 
     def _cancelling(self) -> bool:
         """Whether our own task is being cancelled (by a stop), as opposed to a handler's
@@ -365,14 +411,7 @@ class ActorCell(Generic[M]):
         except BaseException:
             self._after_run()
             raise
-        self._task = self._system._start_task(self._finish(drain, yielded))
-
-    async def _finish(self, drain: Coroutine[Any, Any, None], yielded: Any) -> None:
-        try:
-            await _Resume(drain, yielded)
-        finally:
-            self._task = None
-            self._after_run()
+        self._task = self._system._start_task(_HandlerTask(self, drain, yielded))
 
     def _after_run(self) -> None:
         if self._sysq is not None or (self._status <= _RUNNING and self._mailbox):
@@ -423,8 +462,16 @@ class ActorCell(Generic[M]):
                 await self._fail(exc)
             except asyncio.CancelledError as exc:
                 if self._cancelling():
+                    # Stopped while handling `message`: its asker need not wait for a timeout.
+                    self._fail_asks(message)
                     raise
                 await self._fail(exc)
+
+    def _fail_asks(self, message: object) -> None:
+        """Fail the asks whose ``reply_to`` is a top-level field of ``message`` (a reply
+        already told wins: a completed ask is not failed)."""
+        for promise in reply_promises(message):
+            promise.fail(ActorStopped(f"{self._ref.path} stopped while handling the request"))
 
     def _open(self, envelope: _Envelope) -> Any:
         kind = envelope.kind
@@ -540,11 +587,13 @@ class ActorCell(Generic[M]):
             if inspect.isawaitable(result):
                 await result
         except Exception:
-            log.exception("%s: %s raised", self._ref.path, what)
+            path = self._ref.path
+            log.exception("%s: %s raised", path, what, extra={"actor_path": path})
         except asyncio.CancelledError:
             if self._cancelling():
                 raise
-            log.exception("%s: %s raised", self._ref.path, what)
+            path = self._ref.path
+            log.exception("%s: %s raised", path, what, extra={"actor_path": path})
 
     async def _signal(self, signal: Signal) -> None:
         on_signal = self._behavior.on_signal
@@ -569,10 +618,24 @@ class ActorCell(Generic[M]):
         if directive is Directive.RESTART:
             assert supervision is not None
             if not supervision.allow_restart(self._system._clock.monotonic()):
-                log.error("%s %s; restart limit reached, stopping", path, what, exc_info=exc)
+                log.error(
+                    "%s %s; restart limit reached, stopping",
+                    path,
+                    what,
+                    exc_info=exc,
+                    extra={"actor_path": path},
+                )
                 await self._begin_stop()
                 return
-        log.error("%s %s: %r; %s", path, what, exc, directive.value, exc_info=exc)
+        log.error(
+            "%s %s: %r; %s",
+            path,
+            what,
+            exc,
+            directive.value,
+            exc_info=exc,
+            extra={"actor_path": path},
+        )
         if directive is Directive.RESUME:
             return
         if directive is Directive.RESTART:

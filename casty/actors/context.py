@@ -34,31 +34,37 @@ N = TypeVar("N")
 R = TypeVar("R")
 T = TypeVar("T")
 
-# Names are path segments: no separators, no whitespace; '$' starts names casty generates.
-_BAD_NAME = re.compile(r"[/#?\s]|^\$")
+# Names are path segments of "casty://system@host:port/path" addresses: RFC 3986 unreserved
+# characters and '%' (so percent-encoded text fits) need no escaping anywhere; '.' and '..'
+# are excluded because they mean "here" and "parent" in paths.
+_NAME = re.compile(r"[A-Za-z0-9._~%-]+")
+_NAME_RULE = (
+    "ASCII letters, digits and '-', '_', '.', '~', '%' (not '.' or '..'); "
+    "percent-encode anything else, e.g. urllib.parse.quote(text, safe='')"
+)
 
 
 class _ActorLog(logging.LoggerAdapter[logging.Logger]):
-    """Prefixes every record with the actor's path."""
+    """Prefixes every message with the actor's path and sets ``record.actor_path``."""
 
     def process(
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
-        return f"[{self.extra['actor_path'] if self.extra else ''}] {msg}", kwargs
+        extra = self.extra or {}
+        given = kwargs.get("extra")
+        kwargs["extra"] = extra if given is None else {**given, **extra}
+        return f"[{extra.get('actor_path', '')}] {msg}", kwargs
 
 
 def check_name(name: object) -> str:
     """Validate an actor name.
 
     Raises:
-        InvalidActorName: not a non-empty ``str``, contains ``/``, ``#``, ``?`` or whitespace, or
-            starts with ``$``.
+        InvalidActorName: not a ``str`` made of one or more of the characters in `_NAME_RULE`,
+            or ``"."`` or ``".."``.
     """
-    if not isinstance(name, str) or not name or _BAD_NAME.search(name):
-        raise InvalidActorName(
-            f"invalid actor name {name!r}: use a non-empty string without '/', '#', '?' or "
-            "whitespace, not starting with '$'"
-        )
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name == "." or name == "..":
+        raise InvalidActorName(f"invalid actor name {name!r}: use {_NAME_RULE}")
     return name
 
 
@@ -116,10 +122,13 @@ class ActorContext(ActorCell[M]):
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
-        """A logger (``casty.actor``) whose records start with this actor's path."""
+        """A logger adapter on ``casty.actors`` (the actor core's logger, which also logs
+        failures): messages start with ``[<actor path>]`` and records carry ``actor_path``."""
         extras = self._x()
         if extras.log is None:
-            extras.log = _ActorLog(logging.getLogger("casty.actor"), {"actor_path": self._ref.path})
+            extras.log = _ActorLog(
+                logging.getLogger("casty.actors"), {"actor_path": self._ref.path}
+            )
         return extras.log
 
     @property
@@ -145,8 +154,11 @@ class ActorContext(ActorCell[M]):
 
         Args:
             behavior: the child's initial behavior.
-            name: unique among this actor's live children (a stopping child keeps its name
-                until it has terminated).
+            name: one or more ASCII letters, digits, ``-``, ``_``, ``.``, ``~`` and ``%``,
+                but not ``.`` or ``..`` (a path segment of an address, so never ``/``, ``@``,
+                ``:``, ``?``, ``#``, whitespace or control characters); percent-encode other
+                text, e.g. ``urllib.parse.quote(text, safe="")``. Unique among this actor's
+                live children (a stopping child keeps its name until it has terminated).
             mailbox_capacity: ``None`` for an unbounded mailbox, else the most queued messages;
                 more become dead letters ("mailbox full").
 

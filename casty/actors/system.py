@@ -9,13 +9,13 @@ import logging
 import math
 import re
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar, final
 
 from casty.abc import RefCodec
-from casty.actors.ask import AskTimeouts, PromiseRef
+from casty.actors.ask import AskTimeouts, PromiseRef, reply_promises
 from casty.actors.behaviors import _IGNORE, Behavior
 from casty.actors.cell import (
     _RUNNING,
@@ -40,7 +40,9 @@ from casty.errors import (
     ActorError,
     ActorStopped,
     ConfigurationError,
+    MailboxFull,
     ResourceClosed,
+    StashOverflow,
     UnhandledMessage,
 )
 
@@ -54,7 +56,6 @@ T = TypeVar("T")
 _SYSTEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _OPEN, _SHUTTING_DOWN, _SHUT_DOWN = range(3)
 _INF = math.inf
-_FAILS_ASKS = (DeadLetterReason.RECIPIENT_STOPPED, DeadLetterReason.UNHANDLED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,19 +120,28 @@ class ActorRefCodec(RefCodec):
         return self._system.resolve(address)
 
 
-def _reply_promises(message: object) -> Iterator[PromiseRef]:
-    """The ask promises among the top-level fields of ``message`` (dataclass, tuple, object)."""
-    fields = getattr(type(message), "__dataclass_fields__", None)
-    values: Any
-    if fields is not None:
-        values = (getattr(message, name, None) for name in fields)
-    elif isinstance(message, tuple):
-        values = message
-    else:
-        values = getattr(message, "__dict__", {}).values()
-    for value in values:
-        if type(value) is PromiseRef:
-            yield value
+def _undeliverable(message: object, recipient: ActorRef[Any], reason: str) -> ActorError | None:
+    """The error an ask fails with when its request became a dead letter for ``reason``.
+
+    ``None`` for a late ask reply (not a request) and for reasons of other layers (remoting,
+    sharding), which fail the asks they drop themselves, with errors that fit their reasons.
+    """
+    path = recipient.path
+    if reason == DeadLetterReason.RECIPIENT_STOPPED:
+        return ActorStopped(f"{path} is stopped")
+    if reason == DeadLetterReason.UNHANDLED:
+        return UnhandledMessage(f"{path} did not handle {message!r}")
+    if reason == DeadLetterReason.MAILBOX_FULL:
+        return MailboxFull(f"the mailbox of {path} is full; the request was dropped")
+    if reason == DeadLetterReason.STASH_OVERFLOW:
+        return StashOverflow(f"the stash of {path} is full; the request was dropped")
+    if reason == DeadLetterReason.STASH_DISCARDED:
+        return ActorStopped(f"{path} restarted and discarded the stashed request")
+    if reason == DeadLetterReason.UNKNOWN_RECIPIENT:
+        return ActorStopped(f"no live actor at {recipient.address} (unknown recipient)")
+    if reason == DeadLetterReason.SENT_TO_DEAD_LETTERS:
+        return ActorStopped("the request was sent to dead letters")
+    return None
 
 
 class ActorSystem:
@@ -154,10 +164,13 @@ class ActorSystem:
             `casty.testing.ManualClock` in tests.
         throughput: messages an actor handles per turn before yielding the event loop (>= 1);
             higher favours throughput, lower fairness.
+        shutdown_timeout: seconds (> 0; ``math.inf`` for no bound) `shutdown` waits for the
+            actors to stop and the system's tasks to end before abandoning what is left (see
+            `shutdown`).
 
     Raises:
-        ConfigurationError: bad name or throughput, or no running event loop (create the system
-            inside async code).
+        ConfigurationError: bad name, throughput or shutdown_timeout, or no running event loop
+            (create the system inside async code).
 
     Extending (for the cluster layer): override the hooks `_start_services` (run once by
     `start`), `_before_stop_actors` and `_after_stop_actors` (run by `shutdown` around stopping
@@ -166,7 +179,12 @@ class ActorSystem:
     """
 
     def __init__(
-        self, name: str = "casty", *, clock: Clock | None = None, throughput: int = 300
+        self,
+        name: str = "casty",
+        *,
+        clock: Clock | None = None,
+        throughput: int = 300,
+        shutdown_timeout: float = 10.0,
     ) -> None:
         if not isinstance(name, str) or not _SYSTEM_NAME.fullmatch(name):
             raise ConfigurationError(
@@ -174,6 +192,15 @@ class ActorSystem:
             )
         if not isinstance(throughput, int) or throughput < 1:
             raise ConfigurationError(f"throughput must be an int >= 1, got {throughput!r}")
+        if (
+            not isinstance(shutdown_timeout, (int, float))
+            or isinstance(shutdown_timeout, bool)
+            or not shutdown_timeout > 0  # also rejects NaN
+        ):
+            raise ConfigurationError(
+                f"shutdown_timeout must be seconds > 0 (math.inf: no bound), "
+                f"got {shutdown_timeout!r}"
+            )
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError as exc:
@@ -187,6 +214,7 @@ class ActorSystem:
         # Actor runs are loop callbacks; one shared context spares a copy per run.
         self._context = contextvars.copy_context()
         self._throughput = throughput
+        self._shutdown_timeout = None if shutdown_timeout == _INF else float(shutdown_timeout)
         self._address_prefix = f"casty://{name}"
         self._tasks: set[asyncio.Task[Any]] = set()
         self._spare_mailboxes: list[deque[Any]] = []
@@ -268,7 +296,11 @@ class ActorSystem:
 
         Args:
             behavior: the actor's initial behavior.
-            name: unique among live top-level actors.
+            name: one or more ASCII letters, digits, ``-``, ``_``, ``.``, ``~`` and ``%``,
+                but not ``.`` or ``..`` (a path segment of an address, so never ``/``, ``@``,
+                ``:``, ``?``, ``#``, whitespace or control characters); percent-encode other
+                text, e.g. ``urllib.parse.quote(text, safe="")``. Unique among live top-level
+                actors.
             mailbox_capacity: ``None`` for an unbounded mailbox, else the most queued messages;
                 more become dead letters ("mailbox full").
 
@@ -309,13 +341,21 @@ class ActorSystem:
                 timeout fires never early and at most 10 ms late (about 0.1 % late above
                 10.24 s).
 
+        The ask fails fast, instead of waiting for its timeout, when the request cannot be
+        handled and ``reply_to`` is a top-level field of the request (a dataclass field, a
+        tuple item or an attribute; a ``reply_to`` nested deeper surfaces as `AskTimeout`):
+        the request became a dead letter, or ``target`` was stopped while handling it.
+
         Raises:
             AskTimeout: no reply within ``timeout``; the request may or may not be handled.
-            ActorStopped: the request became a dead letter because ``target`` had stopped (or
-                stopped with the request still queued) and ``reply_to`` is a top-level field of
-                the request (otherwise this surfaces as `AskTimeout`).
-            UnhandledMessage: ``target`` returned ``Behaviors.unhandled()`` for the request
-                (same condition on ``reply_to``).
+            ActorStopped: ``target`` had stopped, stopped with the request still queued, or was
+                stopped while handling it (a reply told before that still wins); or the ref
+                leads nowhere: an address that resolves to no live actor ("unknown
+                recipient", also for refs decoded from the wire) or ``system.dead_letters``;
+                or ``target`` restarted and discarded the request from its stash.
+            MailboxFull: ``target``'s bounded mailbox was full; the request was dropped.
+            StashOverflow: ``target`` tried to stash the request into a full stash.
+            UnhandledMessage: ``target`` returned ``Behaviors.unhandled()`` for the request.
             ConfigurationError: bad ``timeout``, or ``target`` is not a ref.
 
         Cancelling the caller ends the ask; a later reply becomes a dead letter.
@@ -327,9 +367,9 @@ class ActorSystem:
         except AttributeError:
             raise ConfigurationError(f"ask needs an ActorRef target, got {target!r}") from None
         future: asyncio.Future[Any] = self._loop.create_future()
-        promise = PromiseRef(self, future)
+        promise = PromiseRef(self, future, target, timeout)
         message = factory(promise)
-        self._ask_timeouts.add(promise, target, timeout)
+        self._ask_timeouts.add(promise, timeout)
         try:
             tell(message)
             return await future
@@ -343,9 +383,12 @@ class ActorSystem:
     async def stop(self, ref: ActorRef[Any]) -> None:
         """Stop a local actor and wait until it has terminated (children first, hooks run).
 
-        A handler of the actor suspended in an ``await`` is cancelled. Idempotent. Inside an
-        actor use `ActorContext.stop` instead: awaiting the stop of the calling actor, or of one
-        of its ancestors, never returns.
+        A handler of the actor suspended in an ``await`` is cancelled, and an ask it was
+        handling fails with `ActorStopped`. A handler that catches the cancellation and carries
+        on delays the stop until it returns: this waits as long, without bound (wrap the call
+        in ``asyncio.timeout`` if that matters; cancelling this call does not undo the stop).
+        Idempotent. Inside an actor use `ActorContext.stop` instead: awaiting the stop of the
+        calling actor, or of one of its ancestors, never returns.
 
         Raises:
             ActorError: ``ref`` is not an actor of this system, or is a guardian.
@@ -387,6 +430,14 @@ class ActorSystem:
         """Stop every actor (user actors first, then system actors; children before parents;
         post-stop hooks run; queued messages become dead letters) and await every task the
         system started. Idempotent; concurrent callers all wait for the same shutdown.
+        Pending asks fail with `ActorStopped`.
+
+        Stopping the actors and awaiting the tasks is bounded by ``shutdown_timeout``: a
+        handler that catches its cancellation and carries on (or a ``pipe_to_self`` awaitable
+        that ignores it) would otherwise hang shutdown forever. When the time is up, the tasks
+        still running are cancelled once more and abandoned (nothing awaits them any longer),
+        an ERROR on the ``casty.actors`` logger names the actors whose handlers are stuck,
+        system actors are told to stop without being awaited, and shutdown completes.
 
         Afterwards `spawn` raises `ResourceClosed` and every tell is a dead letter.
         """
@@ -396,12 +447,7 @@ class ActorSystem:
         self._state = _SHUTTING_DOWN
         try:
             await self._before_stop_actors()
-            await self._stop_cell(self._user)
-            await self._stop_cell(self._system_guardian)
-            self._root._status = _TERMINATED
-            # Every actor is gone, so no reply can come: pending asks fail now.
-            self._ask_timeouts.fail_all(ActorStopped(f"actor system {self._name!r} shut down"))
-            await self._join_tasks()
+            await self._stop_actors()
             await self._after_stop_actors()
         finally:
             self._state = _SHUT_DOWN
@@ -466,6 +512,50 @@ class ActorSystem:
                 cell = None if children is None else children.get(segment)
         return None if cell is None or cell._status == _TERMINATED else cell._ref
 
+    async def _stop_actors(self) -> None:
+        """Stop every actor and await every task, within ``shutdown_timeout``."""
+        scope = asyncio.timeout(self._shutdown_timeout)
+        try:
+            async with scope:
+                await self._stop_cell(self._user)
+                await self._stop_cell(self._system_guardian)
+                # Every actor is gone, so no reply can come: pending asks fail now.
+                self._fail_pending_asks()
+                await self._join_tasks()
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            self._abandon()
+        self._root._status = _TERMINATED
+
+    def _fail_pending_asks(self) -> None:
+        self._ask_timeouts.fail_all(ActorStopped(f"actor system {self._name!r} shut down"))
+
+    def _abandon(self) -> None:
+        """Shutdown ran out of time: cancel what still runs once more and stop waiting for it."""
+        stuck: list[str] = []  # actors whose handler is suspended (and ignored its cancellation)
+        cells: list[ActorCell[Any]] = [self._root]
+        while cells:
+            cell = cells.pop()
+            if cell._task is not None:
+                stuck.append(cell._ref.path)
+            if cell._children:
+                cells.extend(cell._children.values())
+        tasks = [task for task in self._tasks if not task.done()]
+        for task in tasks:
+            task.cancel()
+        self._system_guardian._request_stop()
+        self._fail_pending_asks()
+        log.error(
+            "actor system %r: shutdown did not finish within %s s; abandoning %d task(s); "
+            "actors stuck in a handler (ignoring cancellation?): %s",
+            self._name,
+            self._shutdown_timeout,
+            len(tasks),
+            ", ".join(sorted(stuck)) or "none",
+            extra={"actor_paths": sorted(stuck)},
+        )
+
     async def _stop_cell(self, cell: ActorCell[Any]) -> None:
         if cell._status == _TERMINATED:
             return
@@ -504,14 +594,13 @@ class ActorSystem:
             self._live_actors -= 1
 
     def _dead_letter(self, message: object, recipient: ActorRef[Any], reason: str) -> None:
-        """Publish a dropped message (and fail the ask waiting for a reply to it, if any)."""
+        """Publish a dropped message (and fail the asks waiting for a reply to it, if any)."""
         self._dead_letter_count += 1
-        if reason in _FAILS_ASKS:
-            for promise in _reply_promises(message):
-                if reason == DeadLetterReason.UNHANDLED:
-                    promise.fail(UnhandledMessage(f"{recipient.path} did not handle {message!r}"))
-                else:
-                    promise.fail(ActorStopped(f"{recipient.path} is stopped"))
+        for promise in reply_promises(message):
+            # The request will never be handled, so no reply can come: fail fast.
+            error = _undeliverable(message, recipient, reason)
+            if error is not None:
+                promise.fail(error)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("dead letter to %s (%s): %r", recipient.path, reason, message)
         if type(message) is DeadLetter:

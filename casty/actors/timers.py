@@ -57,7 +57,9 @@ class TimerScheduler(Generic[M]):
     Each timer has a key; starting a timer with a key in use replaces the old one, and a message
     of a cancelled or replaced timer that is already in the mailbox is discarded, never handled.
     Timers read the actor system's `Clock`, so `casty.testing.ManualClock` drives them in tests.
-    All timers are cancelled when the actor stops or restarts. Timer messages go through the
+    All timers are cancelled when the actor stops or restarts, and starting one while it stops
+    or restarts (in a `PreRestart` or `PostStop` signal handler, say) does nothing: a restarted
+    actor starts with no timers but those its setup starts. Timer messages go through the
     mailbox like any message (a full bounded mailbox drops them as dead letters).
 
     Only the owning actor may use its scheduler (from its handlers and setup).
@@ -114,8 +116,10 @@ class TimerScheduler(Generic[M]):
 
     def _start(self, key: object, message: object, delay: float, interval: float | None) -> None:
         self.cancel(key)
-        if self._cell._stopping():
-            return  # a stopping actor's timers are gone; a new one would outlive it
+        if self._cell._ending():
+            # The timers of a restarting or stopping actor are gone; a new one would outlive
+            # its incarnation (a restart cancels them before PreRestart handlers run).
+            return
         timer = _Timer(self, key, message, interval)
         self._timers[key] = timer
         timer.handle = self._cell._system._clock.call_later(delay, timer.fire)

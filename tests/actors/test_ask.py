@@ -15,8 +15,16 @@ from casty.actors import (
     Behavior,
     Behaviors,
     DeadLetterReason,
+    StashBuffer,
 )
-from casty.errors import ActorStopped, AskTimeout, ConfigurationError, UnhandledMessage
+from casty.errors import (
+    ActorStopped,
+    AskTimeout,
+    ConfigurationError,
+    MailboxFull,
+    StashOverflow,
+    UnhandledMessage,
+)
 from casty.testing.clock import ManualClock
 from casty.testing.wait import wait_until
 
@@ -227,3 +235,101 @@ async def test_long_timeouts_fire_a_little_late_but_never_early(
     await clock.advance(0.11)  # within 1/1024 of the timeout past the deadline
     with pytest.raises(AskTimeout):
         await asking
+
+
+async def test_ask_through_a_resolved_address_of_a_stopped_actor_fails_fast(
+    manual_system: ActorSystem,
+) -> None:
+    # Manual clock: the ask can only end by failing fast, never by timing out.
+    ref = manual_system.spawn(echo(), "gone")
+    await manual_system.stop(ref)
+    resolved = manual_system.resolve(ref.address)
+    async with asyncio.timeout(2.0):
+        with pytest.raises(ActorStopped, match="/user/gone"):
+            await manual_system.ask(resolved, lambda r: Echo("x", r), timeout=60.0)
+
+
+async def test_ask_to_a_foreign_address_fails_fast(manual_system: ActorSystem) -> None:
+    foreign = manual_system.resolve("casty://other@10.0.0.1:25520/user/x")
+    async with asyncio.timeout(2.0):
+        with pytest.raises(ActorStopped, match=r"casty://other@10\.0\.0\.1:25520/user/x"):
+            await manual_system.ask(foreign, lambda r: Echo("x", r), timeout=60.0)
+
+
+async def test_ask_to_dead_letters_fails_fast(manual_system: ActorSystem) -> None:
+    async with asyncio.timeout(2.0):
+        with pytest.raises(ActorStopped, match="dead letters"):
+            await manual_system.ask(
+                manual_system.dead_letters, lambda r: Echo("x", r), timeout=60.0
+            )
+
+
+async def test_ask_dropped_by_a_full_mailbox_fails_fast(manual_system: ActorSystem) -> None:
+    gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def busy(ctx: ActorContext[Any], msg: Any) -> Behavior[Any]:
+        await gate
+        return Behaviors.same()
+
+    ref = manual_system.spawn(Behaviors.receive(busy), "busy", mailbox_capacity=1)
+    ref.tell("block")
+    await wait_until(lambda: not ref._cell._mailbox)  # type: ignore[attr-defined]  # handling
+    ref.tell("fills the mailbox")
+    async with asyncio.timeout(2.0):
+        with pytest.raises(MailboxFull, match="/user/busy"):
+            await manual_system.ask(ref, lambda r: Echo("x", r), timeout=60.0)
+    gate.set_result(None)
+
+
+async def test_ask_dropped_by_a_full_stash_fails_fast(manual_system: ActorSystem) -> None:
+    def stashing(stash: StashBuffer[Any]) -> Behavior[Any]:
+        async def receive(ctx: ActorContext[Any], msg: Any) -> Behavior[Any]:
+            try:
+                stash.stash(msg)
+            except StashOverflow:
+                pass  # the handler copes; the asker must learn its request was dropped
+            return Behaviors.same()
+
+        return Behaviors.receive(receive)
+
+    ref = manual_system.spawn(Behaviors.with_stash(1, stashing), "stashing")
+    ref.tell("fills the stash")
+    async with asyncio.timeout(2.0):
+        with pytest.raises(StashOverflow):
+            await manual_system.ask(ref, lambda r: Echo("x", r), timeout=60.0)
+
+
+async def test_stopping_the_target_while_it_handles_the_request_fails_the_ask(
+    manual_system: ActorSystem,
+) -> None:
+    started = asyncio.Event()
+    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def stuck(ctx: ActorContext[Any], msg: Echo) -> Behavior[Any]:
+        started.set()
+        await never  # still handling the request when the actor is stopped
+        return Behaviors.same()
+
+    ref = manual_system.spawn(Behaviors.receive(stuck), "stuck")
+    asking = asyncio.create_task(manual_system.ask(ref, lambda r: Echo("x", r), timeout=60.0))
+    async with asyncio.timeout(2.0):
+        await started.wait()
+        await manual_system.stop(ref)
+        with pytest.raises(ActorStopped, match="/user/stuck"):
+            await asking
+
+
+async def test_a_reply_sent_before_the_stop_still_counts(manual_system: ActorSystem) -> None:
+    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def answers_then_waits(ctx: ActorContext[Any], msg: Echo) -> Behavior[Any]:
+        msg.reply_to.tell("answered")
+        await never
+        return Behaviors.same()
+
+    ref = manual_system.spawn(Behaviors.receive(answers_then_waits), "answering")
+    asking = asyncio.create_task(manual_system.ask(ref, lambda r: Echo("x", r), timeout=60.0))
+    async with asyncio.timeout(2.0):
+        await wait_until(lambda: ref._cell._task is not None)  # type: ignore[attr-defined]
+        await manual_system.stop(ref)
+        assert await asking == "answered"

@@ -18,7 +18,7 @@ from casty.actors import (
     Signal,
     Terminated,
 )
-from casty.errors import ActorError, ActorStopped
+from casty.errors import ActorError, ActorStopped, ConfigurationError
 from casty.testing.wait import wait_until
 
 
@@ -307,3 +307,69 @@ async def test_a_stopping_actor_cannot_spawn(system: ActorSystem, probe: Any) ->
     await system.ask(ref, Get)  # only a started actor gets PostStop
     await system.stop(ref)
     assert await report.expect_message() == "/user/ending is stopping; cannot spawn 'too-late'"
+
+
+async def test_stopping_right_after_a_handler_suspended_cancels_it(system: ActorSystem) -> None:
+    # No loop turn between the handler's first suspension and the stop: the task that would
+    # finish the handler has not run a single step yet when it is cancelled.
+    suspended = asyncio.Event()
+    seen: list[str] = []
+    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def receive(ctx: ActorContext[Any], msg: Any) -> Behavior[Any]:
+        suspended.set()
+        try:
+            await never
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+        return Behaviors.same()
+
+    ref = system.spawn(Behaviors.receive(receive), "fresh-task")
+    ref.tell("go")
+    await suspended.wait()
+    async with asyncio.timeout(2.0):
+        await system.stop(ref)
+    assert seen == ["cancelled"]
+    assert never.cancelled()  # what it awaited is cancelled, as a task's awaited future is
+    assert system.statistics().tasks == 0
+
+
+async def test_shutdown_is_bounded_when_a_handler_ignores_cancellation(caplog: Any) -> None:
+    release = asyncio.Event()
+    stubborn_started = asyncio.Event()
+    stopped: list[str] = []
+
+    async def stubborn(ctx: ActorContext[Any], msg: Any) -> Behavior[Any]:
+        stubborn_started.set()
+        while not release.is_set():
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                pass  # the bug this guards against: cancellation swallowed, work goes on
+        return Behaviors.same()
+
+    def well_behaved(ctx: ActorContext[Any], signal: Signal) -> None:
+        if isinstance(signal, PostStop):
+            stopped.append(ctx.self.path)
+
+    system = ActorSystem(name="stuck", shutdown_timeout=0.05)
+    system.spawn(Behaviors.receive(stubborn), "stubborn").tell("go")
+    system.spawn(Behaviors.receive(lambda ctx, msg: Behaviors.same(), well_behaved), "fine")
+    await stubborn_started.wait()
+    async with asyncio.timeout(2.0):
+        await system.shutdown()
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and r.name == "casty.actors"]
+    assert len(errors) == 1 and "/user/stubborn" in errors[0].getMessage()
+    assert "/user/fine" not in errors[0].getMessage()
+    assert stopped == ["/user/fine"]
+    # The abandoned handler is still running; let it end so the test leaves nothing behind.
+    assert system.statistics().tasks == 1
+    release.set()
+    await wait_until(lambda: system.statistics().tasks == 0)
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan"), "10"])
+async def test_bad_shutdown_timeout_raises(timeout: Any) -> None:
+    with pytest.raises(ConfigurationError, match="shutdown_timeout"):
+        ActorSystem(name="bad", shutdown_timeout=timeout)

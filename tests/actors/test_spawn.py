@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, unquote
 
 import pytest
 
@@ -17,6 +18,7 @@ from casty.actors import (
     DeadLetterReason,
 )
 from casty.errors import ConfigurationError, InvalidActorName, ResourceClosed
+from casty.testing.wait import wait_until
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +74,32 @@ async def test_name_is_free_again_once_the_actor_terminated(system: ActorSystem)
     assert system.resolve(again.address) is again
 
 
-@pytest.mark.parametrize("name", ["", "a/b", "a#b", "with space", "$reserved", "tab\t", 7])
+@pytest.mark.parametrize(
+    "name",
+    [
+        *("", "a/b", "a#b", "with space", "$reserved", "tab\t", "new\n", 7),
+        # Path tricks, control characters, and what would break "casty://sys@host:port/path".
+        *(".", "..", "a\x00b", "bell\x07", "a@b", "a:b", "a?b", "a&b", "caf\u00e9", "a\\b"),
+    ],
+)
 async def test_malformed_names_raise(system: ActorSystem, name: Any) -> None:
     with pytest.raises(InvalidActorName):
         system.spawn(Behaviors.ignore(), name)
+
+
+@pytest.mark.parametrize("name", ["a", "A-z_0.9~x", "...", ".hidden", "v1.2", "a%20b", "-_~"])
+async def test_names_use_letters_digits_and_unreserved_marks(
+    system: ActorSystem, name: str
+) -> None:
+    ref = system.spawn(Behaviors.ignore(), name)
+    assert ref.path == f"/user/{name}"
+    assert system.resolve(ref.address) is ref
+
+
+async def test_any_text_percent_encoded_is_a_valid_name(system: ActorSystem) -> None:
+    for text in ("user@example.com", "caf\u00e9 au lait", "a/b?c#d", "x:1"):
+        ref = system.spawn(Behaviors.ignore(), quote(text, safe=""))
+        assert unquote(ref.path.rsplit("/", 1)[1]) == text
 
 
 @pytest.mark.parametrize("capacity", [0, -1, 1.5, True])
@@ -122,6 +146,22 @@ async def test_log_records_name_the_actor(system: ActorSystem, caplog: Any) -> N
     async with asyncio.timeout(2):
         await done.wait()
     assert "[/user/logger] hello from setup" in caplog.text
+    # One logger family for the actor core; the path is also a field of the record.
+    [record] = [r for r in caplog.records if "hello from setup" in r.getMessage()]
+    assert record.name == "casty.actors"
+    assert record.actor_path == "/user/logger"
+
+
+async def test_failure_records_carry_the_actor_path(system: ActorSystem, caplog: Any) -> None:
+    async def receive(ctx: ActorContext[Any], msg: Any) -> Behavior[Any]:
+        raise ValueError("bug")
+
+    ref = system.spawn(Behaviors.receive(receive), "failing")
+    ref.tell("go")
+    await wait_until(lambda: any(r.levelname == "ERROR" for r in caplog.records))
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.name == "casty.actors"
+    assert record.actor_path == "/user/failing"
 
 
 async def test_resolve_finds_live_actors_by_address_or_path(system: ActorSystem) -> None:

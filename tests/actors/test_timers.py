@@ -14,6 +14,8 @@ from casty.actors import (
     ActorSystem,
     Behavior,
     Behaviors,
+    PreRestart,
+    Signal,
     SupervisorStrategy,
     TimerScheduler,
 )
@@ -258,3 +260,35 @@ async def test_a_timer_started_while_stopping_is_ignored(
     ref = manual_system.spawn(Behaviors.with_timers(with_timers), "stopping")
     await manual_system.stop(ref)
     assert clock.pending == 0
+
+
+async def test_a_timer_started_in_pre_restart_does_not_reach_the_new_incarnation(
+    manual_system: ActorSystem, clock: ManualClock, probe: Any
+) -> None:
+    report = probe(manual_system, "report")
+
+    def with_timers(timers: TimerScheduler[Any]) -> Behavior[Any]:
+        async def receive(ctx: ActorContext[Any], msg: Any) -> Behavior[Any]:
+            report.ref.tell(msg)
+            if msg == "fail":
+                raise ValueError("restart me")
+            return Behaviors.same()
+
+        def on_signal(ctx: ActorContext[Any], signal: Signal) -> None:
+            if isinstance(signal, PreRestart):
+                timers.start_single_timer("k", "from-old-incarnation", 0.01)
+
+        return Behaviors.receive(receive, on_signal)
+
+    ref = manual_system.spawn(
+        Behaviors.supervise(Behaviors.with_timers(with_timers), SupervisorStrategy.restart()),
+        "restarting",
+    )
+    ref.tell("fail")
+    ref.tell("after restart")  # handled by the new incarnation, once the restart is over
+    await report.wait_for(lambda m: "after restart" in m)
+    assert clock.pending == 0
+    await clock.advance(1.0)
+    ref.tell("later")
+    await report.wait_for(lambda m: "later" in m)
+    assert report.messages == ["fail", "after restart", "later"]
