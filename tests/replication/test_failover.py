@@ -1,0 +1,101 @@
+"""Promotion of the most advanced replica, catch-up of a lagging one, and fencing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from replication_support import Added, Refused, add, connect, counter, nodes, stored, total
+
+from casty.errors import ReplicationTimeout, StaleEpoch
+from casty.replication import ReplicationConfig, most_advanced_replica
+from casty.testing import FakeNetwork
+
+pytestmark = pytest.mark.slow
+
+
+async def test_primary_lost_the_most_advanced_replica_is_promoted_with_every_acked_event() -> None:
+    network = FakeNetwork()
+    async with nodes(3, network) as (a, b, c):
+        # C is cut off from the primary: only B confirms (min_acks=1), so C lags behind.
+        network.partition("node-0", "node-2")
+        config = ReplicationConfig(replicas=2, min_acks=1, ack_timeout=5.0)
+        primary = a.replicated([a.remote(b), a.remote(c)], config)
+        entity = a.system.spawn(counter("acct", primary, epoch=1), "acct")
+        acked = [await add(a, entity, n) for n in (1, 2, 3, 4)]
+        assert acked == [Added(1), Added(3), Added(6), Added(10)]
+        await a.system.shutdown()  # the primary's node is gone
+
+        network.heal()
+        best = await most_advanced_replica(c.system, [c.store, c.remote(b)], "acct")
+        assert best.sequence_nr == 4
+        assert best.store.address == b.store.address
+
+        # B serves from its own journal at a newer epoch; C becomes its replica again.
+        promoted = b.system.spawn(
+            counter("acct", b.replicated([b.remote(c)], config), epoch=2), "acct"
+        )
+        assert await total(b, promoted) == 10
+        assert await add(b, promoted, 5) == Added(15)
+        # C caught up from B: the four old events (epoch 1), then the new one (epoch 2).
+        assert await stored(c.journal, "acct") == [(1, 1), (2, 1), (3, 1), (4, 1), (5, 2)]
+
+
+async def test_old_primary_is_fenced_after_promotion_and_its_late_writes_never_show() -> None:
+    network = FakeNetwork()
+    async with nodes(2, network) as (a, b):
+        await connect(a, b)
+        config = ReplicationConfig(replicas=1, min_acks=1, ack_timeout=1.0)
+        old = a.system.spawn(counter("k", a.replicated([a.remote(b)], config), epoch=1), "k")
+        assert await add(a, old, 1) == Added(1)
+
+        network.partition("node-0", "node-1")
+        during = await add(a, old, 100)  # cannot reach its replica: unknown, never a success
+        assert isinstance(during, Refused) and isinstance(during.cause, ReplicationTimeout)
+
+        # The coordinator promotes B at epoch 2 (B held every acknowledged event).
+        promoted = b.system.spawn(counter("k", b.journal, epoch=2), "k")
+        assert await total(b, promoted) == 1
+        assert await add(b, promoted, 10) == Added(11)
+
+        network.heal()
+        # The old primary comes back (a new incarnation on A, still at epoch 1) and writes.
+        late = a.system.spawn(counter("k", a.replicated([a.remote(b)], config), epoch=1), "k-late")
+        answer = await add(a, late, 1000)
+        assert isinstance(answer, Refused)
+        assert isinstance(answer.cause, StaleEpoch)
+
+        # Nothing of epoch 1 after the promotion is in B's journal or state.
+        assert await stored(b.journal, "k") == [(1, 1), (2, 2)]
+        assert await total(b, promoted) == 11
+        restarted = b.system.spawn(counter("k", b.journal, epoch=2), "k-again")
+        assert await total(b, restarted) == 11
+
+
+async def test_promotion_with_per_node_sqlite_files(tmp_path: Path) -> None:
+    async with nodes(2, sqlite_dir=tmp_path) as (a, b):
+        config = ReplicationConfig(replicas=1, min_acks=1, ack_timeout=5.0)
+        entity = a.system.spawn(counter("s", a.replicated([a.remote(b)], config), epoch=1), "s")
+        for n in range(1, 4):
+            assert await add(a, entity, n) == Added(n * (n + 1) // 2)
+        await a.system.shutdown()
+        best = await most_advanced_replica(b.system, [b.store], "s")
+        assert best.sequence_nr == 3
+        promoted = b.system.spawn(counter("s", b.journal, epoch=2), "s")
+        assert await total(b, promoted) == 6
+        assert await add(b, promoted, 4) == Added(10)
+        assert await stored(b.journal, "s") == [(1, 1), (2, 1), (3, 1), (4, 2)]
+
+
+async def test_a_replica_holding_another_epochs_history_never_acknowledges_it() -> None:
+    async with nodes(2) as (b, c):
+        # C holds seq 1 of an old primary (epoch 1) that B, promoted at epoch 2, never saw.
+        stale = c.system.spawn(counter("d", c.journal, epoch=1), "d-old")
+        assert await add(c, stale, 7) == Added(7)
+        config = ReplicationConfig(replicas=1, min_acks=1, ack_timeout=2.0)
+        primary = b.system.spawn(counter("d", b.replicated([b.remote(c)], config), epoch=2), "d")
+        answer = await add(b, primary, 5)
+        assert isinstance(answer, Refused)
+        assert isinstance(answer.cause, ReplicationTimeout)
+        assert "ReplicaDiverged" in str(answer.cause.__cause__)
+        assert await stored(c.journal, "d") == [(1, 1)]
