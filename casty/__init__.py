@@ -9,6 +9,8 @@ msgpack.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from casty.abc import Address, Discovery, Journal, Serializer, Transport
 from casty.actors import (
     ActorContext,
@@ -48,8 +50,10 @@ from casty.errors import __all__ as _errors_all
 from casty.journals import as_journal
 from casty.journals.memory import InMemoryJournal
 from casty.serializers import as_serializer
-from casty.sharding.messages import ShardEnvelope
 from casty.transports import as_transport
+
+if TYPE_CHECKING:
+    from casty.sharding.messages import ShardEnvelope
 
 __version__ = "0.1.0"
 
@@ -97,3 +101,16 @@ __all__ = [
     "as_transport",
     *_errors_all,
 ]
+
+
+if not TYPE_CHECKING:  # type checkers see the import above, and flag misspelt names
+
+    def __getattr__(name: str) -> Any:
+        # Sharding is imported on first use: a node that does not shard (a cluster node
+        # process, a client) starts without it.
+        if name == "ShardEnvelope":
+            from casty.sharding.messages import ShardEnvelope
+
+            globals()[name] = ShardEnvelope
+            return ShardEnvelope
+        raise AttributeError(f"module 'casty' has no attribute {name!r}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -145,6 +144,10 @@ class BackendRegistry(Generic[T]):
         if key in self._builtins:
             target_path, hint = self._builtins[key]
             return self._import(key, target_path, hint)
+        # Imported here: reading package metadata costs every process ~15 ms at start-up, and
+        # only a scheme no built-in backend knows needs it.
+        from importlib.metadata import entry_points
+
         for ep in entry_points(group=f"casty.{self.family}"):
             if ep.name.lower() == key:
                 cls = ep.load()

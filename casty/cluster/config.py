@@ -177,11 +177,12 @@ class JoinConfig:
         max_retry_interval: the cap of the backoff (x1.5 per round) while no seed answers at
             all (an empty or unreachable seed list). Default 2.0.
         seed_node_timeout: seconds the first seed waits for silent seeds before founding the
-            cluster alone (Akka: 5 s). Default 5.0.
+            cluster alone (Akka: 5 s); also how long a seed's "not a member" answer counts,
+            and how long a search lasts before it logs "still joining". Default 5.0.
         retry_unsuccessful_join_after: seconds to wait for the welcome after a join request
             before starting over (Akka: 10 s). Default 3.0.
-        log_interval: the most frequent a "still joining" warning is repeated, in seconds.
-            Default 10.0.
+        log_interval: the most frequent a "still joining" (or "no seed nodes known")
+            warning is repeated, in seconds. Default 10.0.
     """
 
     retry_interval: float = 0.25

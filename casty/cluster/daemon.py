@@ -26,13 +26,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, final
 
+from casty._calm_log import CalmLog
 from casty.abc import Address, Discovery
 from casty.actors.behaviors import Behavior, Behaviors
 from casty.actors.context import ActorContext
+from casty.actors.events import EventStreamSubscribe
 from casty.actors.ref import ActorRef
 from casty.actors.signals import Terminated
 from casty.actors.supervision import SupervisorStrategy
@@ -70,6 +72,8 @@ from casty.cluster.protocol import (
     JoinDenied,
     JoinRetry,
     LeaveCluster,
+    SetShardAllocations,
+    SubscribeClusterEvents,
     SubscribeTopology,
     UnsubscribeTopology,
     Welcome,
@@ -114,7 +118,8 @@ class TopologySettings:
             fire remote death watch on it.
         probe: ``await probe(address)`` connects to a seed; it raises `HandshakeFailed` when
             the seed refuses this node (another system name, protocol version or serializer,
-            a TLS failure), which fails the join with `JoinRefused`.
+            a TLS failure), which drops that seed from the search; the join fails with
+            `JoinRefused` once no seed is left (`SeedProcess.refused_by_all`).
         cluster: the `Cluster` view this actor keeps up to date.
     """
 
@@ -196,29 +201,6 @@ def topology_behavior(settings: TopologySettings) -> Behavior[Any]:
     return Behaviors.supervise(Behaviors.setup(setup), SupervisorStrategy.resume())
 
 
-class _CalmLog:
-    """Logs a warning per key at most once per interval, counting what it held back."""
-
-    __slots__ = ("_clock", "_held", "_interval", "_last")
-
-    def __init__(self, clock: Clock, interval: float) -> None:
-        self._clock = clock
-        self._interval = interval
-        self._last: dict[str, float] = {}
-        self._held: dict[str, int] = {}
-
-    def warning(self, key: str, message: str, *args: object) -> None:
-        now = self._clock.monotonic()
-        last = self._last.get(key)
-        if last is not None and now - last < self._interval:
-            self._held[key] = self._held.get(key, 0) + 1
-            return
-        held = self._held.pop(key, 0)
-        self._last[key] = now
-        suffix = f" ({held} similar messages held back)" if held else ""
-        log.warning(message + suffix, *args)
-
-
 @final
 class _Topology:
     """The state and handlers of the topology actor (see the module docstring)."""
@@ -261,7 +243,7 @@ class _Topology:
             clock=clock.monotonic,
         )
         self.rng = random.Random()
-        self.calm = _CalmLog(clock, settings.config.join.log_interval)
+        self.calm = CalmLog(log, clock.monotonic, settings.config.join.log_interval)
         self.state = Gossip()
         self.phase = _SEEKING
         self.seeds = SeedProcess(self.me.address, settings.config.join, clock.monotonic())
@@ -280,6 +262,7 @@ class _Topology:
             _ExitHooksDone: self.on_exit_hooks_done,
             LeaveCluster: self.on_leave,
             SubscribeTopology: self.on_subscribe,
+            SubscribeClusterEvents: self.on_subscribe_events,
             UnsubscribeTopology: self.on_unsubscribe,
             Terminated: self.on_terminated,
             InitJoin: self.on_init_join,
@@ -296,7 +279,9 @@ class _Topology:
             HeartbeatResponse: self.on_heartbeat_response,
             _SeedProbed: self.on_seed_probed,
             _Quarantine: self.on_quarantine,
+            SetShardAllocations: self.on_shard_allocations,
         }
+        self.shard_allocations: dict[str, Mapping[int, Address]] = {}
 
     # -- dispatch ----------------------------------------------------------------------------
 
@@ -391,8 +376,12 @@ class _Topology:
     def on_quarantine(self, msg: _Quarantine) -> None:
         self.settings.quarantine(msg.node, "removed from the cluster")
 
+    def on_shard_allocations(self, msg: SetShardAllocations) -> None:
+        self.shard_allocations[msg.type_name] = dict(msg.allocations)
+        self.push_snapshot()
+
     def push_snapshot(self) -> None:
-        snapshot = topology_snapshot(self.state, self.me)
+        snapshot = topology_snapshot(self.state, self.me, self.shard_allocations)
         changed = snapshot != self.snapshot
         self.snapshot = snapshot
         self.cluster._update(self.state, snapshot)
@@ -443,14 +432,16 @@ class _Topology:
         self.seek_round()
 
     def seek_round(self) -> None:
-        plan = self.seeds.plan(self.clock.monotonic())
+        now = self.clock.monotonic()
+        plan = self.seeds.plan(now)
         if plan.found:
             self.found()
             return
         if not plan.ask:
             self.calm.warning(
-                "seeds",
-                "node %s: no seed nodes known yet (discovery returned none); retrying",
+                "no-seeds",
+                "node %s: no seed nodes known yet (the seed list or discovery gave none); "
+                "retrying with backoff",
                 self.me,
             )
         else:
@@ -463,12 +454,15 @@ class _Topology:
             for seed in sorted(plan.ask):
                 self.send(seed, message)
                 self.probe(seed)
-            if self.seeds.silent and plan.next_round_in >= self.config.join.max_retry_interval:
+            # By seed_node_timeout a healthy search has ended: say why this one goes on.
+            waited = now - self.seeds.started_at
+            if waited >= self.config.join.seed_node_timeout:
                 self.calm.warning(
-                    "seeds",
-                    "node %s: still joining; no answer from seeds %s; retrying every %.1f s",
+                    "still-joining",
+                    "node %s: still joining after %.0f s: %s; asking again in %.2f s",
                     self.me,
-                    ", ".join(map(str, sorted(self.seeds.silent))),
+                    waited,
+                    self.seeds.explain(now),
                     plan.next_round_in,
                 )
         self.timers.start_single_timer("join", _JOIN_TICK, plan.next_round_in)
@@ -521,14 +515,15 @@ class _Topology:
         self.send(sender, InitJoinNack(address_to_wire(self.me.address), known))
 
     def refusal(self, system_name: object, version: object) -> str | None:
+        # Sent to the joiner and logged here: worded to read right on both sides.
         if system_name != self.settings.system_name:
             return (
-                f"the joiner belongs to actor system {system_name!r}, this cluster is "
+                f"the joiner belongs to actor system {system_name!r}, the cluster to "
                 f"{self.settings.system_name!r}"
             )
         if version != PROTOCOL_VERSION:
             return (
-                f"the joiner speaks cluster protocol version {version!r}, this cluster speaks "
+                f"the joiner speaks cluster protocol version {version!r}, the cluster speaks "
                 f"{PROTOCOL_VERSION}"
             )
         return None
@@ -538,8 +533,9 @@ class _Topology:
         seeds = [address_from_wire(s) for s in _strings(msg.seeds)]
         if self.phase != _SEEKING:
             return
-        self.seeds.nack(sender, seeds)
-        if self.seeds.should_found(self.clock.monotonic()):
+        now = self.clock.monotonic()
+        self.seeds.nack(sender, seeds, now)
+        if self.seeds.should_found(now):
             self.found()
 
     def on_init_join_ack(self, msg: InitJoinAck) -> None:
@@ -578,11 +574,14 @@ class _Topology:
         self.timers.start_single_timer("join", _JOIN_TICK, self.config.join.retry_interval)
 
     def on_refused(self, msg: InitJoinRefused | JoinDenied) -> None:
+        # A refusal by a member of this very system (the handshake passed) speaks for its
+        # cluster: every member would answer the same, and founding a cluster of our own
+        # beside it would split the system, so the join fails at once.
         if isinstance(msg, JoinDenied) and node_from_wire(msg.receiver) != self.me:
             return
         if self.phase not in (_SEEKING, _WELCOMING):
             return
-        self.fail_join(f"node {msg.sender} refused this node: {msg.reason}")
+        self.fail_join(f"seed {msg.sender} refused this node: {msg.reason}")
 
     def probe(self, seed: Address) -> None:
         """Connect to ``seed`` in the background, to learn whether it refuses this node."""
@@ -596,9 +595,29 @@ class _Topology:
         self.ctx.pipe_to_self(self.settings.probe(seed), probed)
 
     def on_seed_probed(self, msg: _SeedProbed) -> None:
-        self.probing.discard(msg.seed)
-        if isinstance(msg.error, HandshakeFailed) and self.phase in (_SEEKING, _WELCOMING):
-            self.fail_join(f"seed {msg.seed} refused this node: {msg.error}")
+        seed, error = msg.seed, msg.error
+        self.probing.discard(seed)
+        if self.phase not in (_SEEKING, _WELCOMING):
+            return
+        if error is None:
+            self.seeds.reachable(seed)
+            return
+        if isinstance(error, HandshakeFailed):
+            # A seed of another system (or serializer, or TLS identity): skip it, as Akka
+            # drops a foreign seed, and go on with the others.
+            detail = str(error).removeprefix(f"{seed} refused the handshake: ")
+            reason = (
+                f"refused the handshake of this node (actor system "
+                f"{self.settings.system_name!r}): {detail}"
+            )
+            if self.seeds.refuse(seed, reason):
+                log.warning("node %s: skipping seed %s, which %s", self.me, seed, reason)
+        else:
+            self.seeds.unreachable(seed)
+        if self.seeds.refused_by_all():
+            refused = [f"seed {a} {why}" for a, why in sorted(self.seeds.refusals.items())]
+            unreachable = [f"seed {a}: unreachable" for a in sorted(self.seeds.known_seeds)]
+            self.fail_join("no seed can let it in: " + "; ".join(refused + unreachable))
 
     def fail_join(self, reason: str) -> None:
         log.error("node %s cannot join the cluster: %s", self.me, reason)
@@ -862,6 +881,18 @@ class _Topology:
             self.subscribers.add(subscriber)
             self.ctx.watch(subscriber)
         subscriber.tell(self.snapshot)
+
+    def on_subscribe_events(self, msg: SubscribeClusterEvents) -> None:
+        # This actor publishes every event on the event stream, and tells it this subscription
+        # first: the stream (FIFO per sender) thus routes every event published from now on,
+        # and the current state, sent below, covers every earlier one.
+        subscriber = msg.subscriber
+        for kind in msg.event_types:
+            self.ctx.system.event_stream.tell(EventStreamSubscribe(kind, subscriber))
+        if msg.initial_state_as_events:
+            for event in diff_events(Gossip(), self.state, self.me):
+                if isinstance(event, msg.event_types):
+                    subscriber.tell(event)
 
     def on_unsubscribe(self, msg: UnsubscribeTopology) -> None:
         if msg.subscriber in self.subscribers:

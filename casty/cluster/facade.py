@@ -16,11 +16,16 @@ from typing import Any, final
 from casty.abc import Address
 from casty.actors.ref import ActorRef
 from casty.cluster.config import ClusterConfig
-from casty.cluster.events import TopologySnapshot, topology_snapshot
+from casty.cluster.events import ClusterDomainEvent, TopologySnapshot, topology_snapshot
 from casty.cluster.gossip import Gossip
 from casty.cluster.member import Member, MemberStatus, UniqueAddress
-from casty.cluster.protocol import LeaveCluster, SubscribeTopology, UnsubscribeTopology
-from casty.errors import ClusterError, NodeDowned
+from casty.cluster.protocol import (
+    LeaveCluster,
+    SubscribeClusterEvents,
+    SubscribeTopology,
+    UnsubscribeTopology,
+)
+from casty.errors import ClusterError, ConfigurationError, NodeDowned
 
 __all__ = ["Cluster", "ClusterStatistics", "ExitHook"]
 
@@ -231,12 +236,51 @@ class Cluster:
 
     # -- acting ------------------------------------------------------------------------------
 
-    def subscribe(self, subscriber: ActorRef[TopologySnapshot]) -> None:
-        """Send ``subscriber`` the current snapshot now and a new one on every change.
+    def subscribe(
+        self,
+        subscriber: ActorRef[Any],
+        *event_types: type[ClusterDomainEvent],
+        initial_state_as_events: bool = False,
+    ) -> None:
+        """Subscribe ``subscriber`` to topology snapshots, or to membership events.
 
-        The same as telling the topology actor `SubscribeTopology(subscriber)`.
+        Without ``event_types``: send ``subscriber`` the current `TopologySnapshot` now and a
+        new one on every change (the same as telling the topology actor
+        `SubscribeTopology(subscriber)`; end it with `unsubscribe`).
+
+        With ``event_types`` (such as ``MemberUp``, or a base such as `MemberEvent`): subscribe
+        ``subscriber`` to them on the event stream. A plain event-stream subscription sees only
+        the changes after it; with ``initial_state_as_events=True`` the subscriber first gets
+        the events that describe the current state (as Akka's ``InitialStateAsEvents``): a
+        `MemberUp` for each member that is up, a `MemberJoined`, `MemberLeft`, ... for members
+        in other statuses, an `UnreachableMember` for each unreachable member and a
+        `LeaderChanged` for the current leader, each filtered by ``event_types``; then every
+        later change, each exactly once. The topology actor makes the subscription and sends
+        the current state in one step, so nothing falls between the two. Subscribing again
+        sends the current state again. The subscription ends when the subscriber stops, or with
+        ``system.event_stream.tell(EventStreamUnsubscribe(event_type, subscriber))``.
+
+        Raises:
+            ConfigurationError: an event type is not a `ClusterDomainEvent` class, or
+                ``initial_state_as_events`` without event types.
+            ClusterError: the system has not started yet.
         """
-        self.topology_actor.tell(SubscribeTopology(subscriber))
+        if not event_types:
+            if initial_state_as_events:
+                raise ConfigurationError(
+                    "initial_state_as_events needs event types, such as subscribe(ref, MemberUp, "
+                    "initial_state_as_events=True); a topology subscriber always gets the "
+                    "current snapshot first"
+                )
+            self.topology_actor.tell(SubscribeTopology(subscriber))
+            return
+        for kind in event_types:
+            if not isinstance(kind, type) or not issubclass(kind, ClusterDomainEvent):
+                raise ConfigurationError(
+                    f"event types must be cluster event classes (such as MemberUp), got {kind!r}"
+                )
+        message = SubscribeClusterEvents(subscriber, event_types, initial_state_as_events)
+        self.topology_actor.tell(message)
 
     def unsubscribe(self, subscriber: ActorRef[TopologySnapshot]) -> None:
         """Stop sending snapshots to ``subscriber``; idempotent."""

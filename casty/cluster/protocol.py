@@ -24,12 +24,13 @@ The join exchange follows Akka's seed node process:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from casty.abc import Address
 from casty.actors.ref import ActorRef
-from casty.cluster.events import TopologySnapshot
+from casty.cluster.events import ClusterDomainEvent, TopologySnapshot
 from casty.cluster.member import MAX_INCARNATION, UniqueAddress
 from casty.errors import DecodeError
 
@@ -48,6 +49,8 @@ __all__ = [
     "JoinRetry",
     "LeaveCluster",
     "NodeWire",
+    "SetShardAllocations",
+    "SubscribeClusterEvents",
     "SubscribeTopology",
     "UnsubscribeTopology",
     "Welcome",
@@ -134,6 +137,24 @@ class UnsubscribeTopology:
     """Tell the topology actor: stop sending snapshots to ``subscriber``; idempotent."""
 
     subscriber: ActorRef[TopologySnapshot]
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeClusterEvents:
+    """Tell the topology actor: subscribe ``subscriber`` to ``event_types`` on the event stream,
+    after sending it, with ``initial_state_as_events``, the events that describe the current
+    state (what `Cluster.subscribe` sends; see there). Local only: the event classes it
+    carries do not cross the wire.
+
+    Attributes:
+        subscriber: where the events go.
+        event_types: `ClusterDomainEvent` classes (bases match their subclasses).
+        initial_state_as_events: send the current state as events first.
+    """
+
+    subscriber: ActorRef[ClusterDomainEvent]
+    event_types: tuple[type[ClusterDomainEvent], ...]
+    initial_state_as_events: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,3 +343,19 @@ class HeartbeatResponse:
 
     sender: NodeWire
     receiver: NodeWire
+
+
+@dataclass(frozen=True, slots=True)
+class SetShardAllocations:
+    """Local code (a shard region) to its topology actor: where the shards of a type live.
+
+    Carried in every later `TopologySnapshot` (``shard_allocations[type_name]``), so topology
+    subscribers such as external clients learn shard homes; sent again on every change.
+
+    Attributes:
+        type_name: the sharded type.
+        allocations: shard id to the network address of the node that hosts it.
+    """
+
+    type_name: str
+    allocations: Mapping[int, Address]

@@ -40,7 +40,8 @@ class ClusteredActorSystem(RemoteActorSystem):
             seed_nodes=[("10.0.0.2", 25520), ("10.0.0.3", 25520)],
             required_quorum=3,
         ) as system:
-            system.event_stream.tell(EventStreamSubscribe(event_type=MemberUp, handler=ref))
+            # The members already up arrive as MemberUp events first, then every later one.
+            system.cluster.subscribe(ref, MemberUp, initial_state_as_events=True)
             print(system.cluster.members)
 
     Leaving the block leaves the cluster gracefully (``leaving → exiting → removed``, exit
@@ -54,9 +55,15 @@ class ClusteredActorSystem(RemoteActorSystem):
     answers. The *first seed* (the lowest address among the seeds the nodes know; see
     `casty.cluster.seeds`) founds a new cluster when every other seed answered that it is not
     a member, or after ``JoinConfig.seed_node_timeout`` when some stay silent; every other
-    node keeps asking, with backoff, logging at a calm rate. A node with neither seeds nor
-    discovery founds a one-node cluster at once. Seeds must be written with the host each
-    node advertises (``host=``).
+    node keeps asking, with backoff, and says why in a "still joining" warning at most once
+    per ``JoinConfig.log_interval``. A seed that refuses this node's handshake (another
+    system name or serializer) is logged once and skipped; the others carry on.
+
+    Omitting both ``seed_nodes`` and ``discovery`` founds a one-node cluster at once. An
+    explicitly empty ``seed_nodes=[]``, like a discovery that finds nobody, is a list with no
+    seed *yet*: the node keeps resolving and asking, with backoff, and logs "no seed nodes
+    known" at a calm rate (bound the wait with ``ClusterConfig.join_timeout``). Seeds must be
+    written with the host each node advertises (``host=``).
 
     **Membership** follows Akka Cluster: gossip with vector clocks and convergence, a leader
     that moves members ``joining → up`` and ``leaving → exiting → removed``, phi accrual failure
@@ -79,7 +86,8 @@ class ClusteredActorSystem(RemoteActorSystem):
         node_id: the operator's name for this node (``member.node_id``); defaults to
             ``"host:port"``.
         seed_nodes: seeds as `Address`, ``(host, port)`` or ``"host:port"``; this node may be
-            among them. Give this or ``discovery``, not both.
+            among them. Give this or ``discovery``, not both. ``None`` (omitted, and no
+            discovery): found a one-node cluster at once; ``[]``: keep looking (see above).
         required_quorum: ``__aenter__`` waits until this many members are ``up`` (>= 1).
         transport: a `Transport` or its URL (``"tcp://"``, ``"tls://..."``, ``"memory://"``).
         serializer: a `Serializer` or its name; every node uses the same one.
@@ -95,11 +103,14 @@ class ClusteredActorSystem(RemoteActorSystem):
     Raises:
         ConfigurationError: a bad argument (``__aenter__`` may raise the errors below).
 
-    ``__aenter__`` raises `JoinRefused` when a seed refuses this node (another system name,
-    protocol version or serializer; the reason is logged on both sides),
-    `QuorumNotReached` when this node (``join_timeout``) or the quorum (``quorum_timeout``)
-    is not up in time, and `ConnectFailed` when the address cannot be bound; the system is
-    shut down before it raises.
+    ``__aenter__`` raises `JoinRefused` when no seed can let this node in: every seed refused
+    its handshake (another system name or serializer) or could not be reached, with at least
+    one refusal, and this node is no seed itself; or when a member of this system refuses it
+    for the whole cluster (another cluster protocol version, or this incarnation was removed),
+    which fails at once since every member would answer the same. The reason is logged on
+    both sides. It raises `QuorumNotReached` when this node (``join_timeout``) or the quorum
+    (``quorum_timeout``) is not up in time, and `ConnectFailed` when the address cannot be
+    bound; the system is shut down before it raises.
     """
 
     def __init__(
@@ -317,6 +328,6 @@ def _seed_source(
             raise ConfigurationError(
                 f"a seed is an Address, a (host, port) pair or 'host:port', not {seed!r}"
             )
-    if not parts:
-        return None, False
+    # An explicitly empty list is a list that has no seed *yet*: keep asking, as with a
+    # discovery that finds nobody (only omitted seeds found a one-node cluster at once).
     return as_discovery("static://" + ",".join(parts)), True

@@ -22,7 +22,8 @@ class StaticDiscovery(Discovery):
 
     Args:
         seeds: the seed nodes, each an `Address`, a ``(host, port)`` pair or ``"host:port"``;
-            duplicates collapse. An empty list is allowed (the node starts a cluster alone).
+            duplicates collapse. An empty list is allowed; a cluster node given no seed
+            keeps looking, with backoff and a calm log, until its ``join_timeout``.
 
     Raises:
         ConfigurationError: a seed has no host, or a port outside 1..65535.

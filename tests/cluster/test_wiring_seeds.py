@@ -27,9 +27,9 @@ def test_the_first_seed_founds_once_every_other_seed_answered_no() -> None:
     assert process.is_first_seed
     plan = process.plan(0.0)
     assert not plan.found and plan.ask == {B, C}
-    process.nack(B, [A, B, C])
+    process.nack(B, [A, B, C], 0.0)
     assert not process.should_found(0.1)
-    process.nack(C, [A, B, C])
+    process.nack(C, [A, B, C], 0.2)
     assert process.should_found(0.2)
     assert process.plan(0.2).found
 
@@ -50,8 +50,8 @@ def test_other_seeds_never_found_and_back_off_while_nobody_answers() -> None:
     waits = [process.plan(t).next_round_in for t in (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)]
     assert waits[0] == pytest.approx(0.2)
     assert waits == sorted(waits) and waits[-1] == pytest.approx(1.0)
-    process.nack(A, [A, B, C])
-    process.nack(C, [A, B, C])
+    process.nack(A, [A, B, C], 100.0)
+    process.nack(C, [A, B, C], 100.0)
     assert not process.should_found(100.0)
     # An answer brings the interval back to the base.
     assert process.plan(100.0).next_round_in == pytest.approx(0.2)
@@ -66,16 +66,16 @@ def test_nodes_listing_only_the_others_agree_on_the_lowest_as_first() -> None:
     assert not any(p.is_first_seed for p in processes.values())
     for me, process in processes.items():
         for other in {A, B, C} - {me}:
-            process.nack(other, {A, B, C} - {other})
+            process.nack(other, {A, B, C} - {other}, 0.0)
     assert [me for me, p in processes.items() if p.should_found(0.0)] == [A]
 
 
 def test_a_node_that_is_no_seed_never_founds() -> None:
     process = SeedProcess(Address("10.0.0.0", 7000), CONFIG, 0.0)  # lower than every seed
     process.resolved([B, C, D])
-    process.nack(B, [B, C, D])
-    process.nack(C, [B, C, D])
-    process.nack(D, [B, C, D])
+    process.nack(B, [B, C, D], 0.0)
+    process.nack(C, [B, C, D], 0.0)
+    process.nack(D, [B, C, D], 0.0)
     assert not process.is_first_seed and not process.should_found(100.0)
 
 
@@ -145,3 +145,52 @@ async def test_a_seed_that_is_not_first_waits_for_the_first() -> None:
     system = ClusteredActorSystem("test", port=high, seed_nodes=seeds, config=config)
     with pytest.raises(QuorumNotReached):
         await system.__aenter__()
+
+
+def test_a_nack_counts_for_the_seed_node_timeout_then_the_seed_is_silent_again() -> None:
+    """A seed that answered "not a member" and then stopped answering (it exited, crashed or
+    joined elsewhere) is silent again once its answer is ``seed_node_timeout`` old."""
+    process = SeedProcess(B, CONFIG, started_at=0.0)
+    process.resolved([A, B])
+    process.nack(A, [A, B], 0.0)
+    assert process.silent_at(0.1) == frozenset()
+    assert process.answered_no_at(0.1) == {A}
+    assert process.silent_at(5.1) == {A}
+    assert process.answered_no_at(5.1) == frozenset()
+    process.nack(A, [A, B], 5.2)  # answering again renews it
+    assert process.silent_at(5.2) == frozenset()
+
+
+def test_the_search_explains_itself_from_this_node_s_side() -> None:
+    process = SeedProcess(C, CONFIG, started_at=0.0)
+    process.resolved([A, B, C])
+    process.nack(B, [A, B, C], 0.5)
+    said = process.explain(1.0)
+    assert f"no answer from {A}" in said
+    assert f"{B} answered that it is not a member" in said
+    assert f"waiting for the first seed {A}" in said
+
+
+def test_a_refusing_seed_is_dropped_and_the_others_carry_on() -> None:
+    process = SeedProcess(C, CONFIG, started_at=0.0)
+    process.resolved([A, B])  # C is no seed: it can only join
+    assert process.refuse(A, "another system") is True
+    assert process.refuse(A, "another system") is False  # reported once
+    assert process.known_seeds == {B}
+    assert process.plan(0.0).ask == {B}
+    process.learn(D, [A, B])  # another node reporting A does not bring it back
+    assert A not in process.known_seeds
+    assert not process.refused_by_all()  # B may still let it in
+    process.unreachable(B)
+    assert process.refused_by_all()
+    assert process.refusals == {A: "another system"}
+    process.reachable(B)
+    assert not process.refused_by_all()
+
+
+def test_a_node_that_is_a_seed_itself_is_never_refused_by_all() -> None:
+    process = SeedProcess(A, CONFIG, started_at=0.0)
+    process.resolved([A, B])
+    process.refuse(B, "another system")
+    assert not process.refused_by_all()
+    assert process.should_found(0.0)  # the only seed left is this node: it founds
