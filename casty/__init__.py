@@ -30,6 +30,7 @@ from casty.actors import (
     Terminated,
     TimerScheduler,
 )
+from casty.client import ClusterClient
 from casty.cluster.events import (
     ClusterDomainEvent,
     LeaderChanged,
@@ -65,6 +66,7 @@ __all__ = [
     "Backoff",
     "Behavior",
     "Behaviors",
+    "ClusterClient",
     "ClusterDomainEvent",
     "ClusteredActorSystem",
     "DeadLetter",

@@ -12,13 +12,13 @@ import casty.errors
 
 EXPECTED = {
     "ActorContext", "ActorRef", "ActorSystem", "Address", "Backoff", "Behavior", "Behaviors",
-    "ClusterDomainEvent", "ClusteredActorSystem", "DeadLetter", "Discovery", "EventStreamPublish",
-    "EventStreamSubscribe", "EventStreamUnsubscribe", "InMemoryJournal", "Journal",
-    "LeaderChanged", "Member", "MemberEvent", "MemberLeft", "MemberRemoved", "MemberStatus",
-    "MemberUp", "PostStop", "PreRestart", "ReachableMember", "Serializer", "ShardEnvelope",
-    "StashBuffer", "SubscribeTopology", "SupervisorStrategy", "Terminated", "TimerScheduler",
-    "TopologySnapshot", "Transport", "UnreachableMember", "__version__", "as_discovery",
-    "as_journal", "as_serializer", "as_transport",
+    "ClusterClient", "ClusterDomainEvent", "ClusteredActorSystem", "DeadLetter", "Discovery",
+    "EventStreamPublish", "EventStreamSubscribe", "EventStreamUnsubscribe", "InMemoryJournal",
+    "Journal", "LeaderChanged", "Member", "MemberEvent", "MemberLeft", "MemberRemoved",
+    "MemberStatus", "MemberUp", "PostStop", "PreRestart", "ReachableMember", "Serializer",
+    "ShardEnvelope", "StashBuffer", "SubscribeTopology", "SupervisorStrategy", "Terminated",
+    "TimerScheduler", "TopologySnapshot", "Transport", "UnreachableMember", "__version__",
+    "as_discovery", "as_journal", "as_serializer", "as_transport",
 }  # fmt: skip
 
 ROOT = Path(__file__).resolve().parents[1]
