@@ -23,7 +23,7 @@
 Prints one JSON line per figure: ``{"name", "ours", "baseline", "ratio", "unit"}`` (ratio above
 1 is better for us; the latency figures have no baseline).
 
-Usage: ``python benchmarks/sharding.py [--seconds 5] [--in-flight 100]``
+Usage: ``python benchmarks/sharding.py [--seconds 5] [--in-flight 100] [--failover-only]``
 """
 
 from __future__ import annotations
@@ -526,11 +526,12 @@ def orchestrate(args: argparse.Namespace) -> None:
         try:
             for node in nodes:
                 node.read("up")
-            baseline = celery_baseline(tmp, args)
-            replies = run_load(nodes, "ping", args)
-            figure("sharded_replies", replies, baseline, "replies/s", in_flight=args.in_flight)
-            es_replies = run_load(nodes, "increment", args)
-            figure("sharded_event_sourced_replies", es_replies, None, "replies/s")
+            if not args.failover_only:
+                baseline = celery_baseline(tmp, args)
+                replies = run_load(nodes, "ping", args)
+                figure("sharded_replies", replies, baseline, "replies/s", in_flight=args.in_flight)
+                es_replies = run_load(nodes, "increment", args)
+                figure("sharded_event_sourced_replies", es_replies, None, "replies/s")
             if not args.skip_failover:
                 after_kill, gap_median, gap_max = unavailability(nodes, tmp, args)
                 figure("unavailable_after_kill", after_kill, None, "s")
@@ -548,6 +549,9 @@ def main() -> None:
     parser.add_argument("--kill-wait", type=float, default=8.0)
     parser.add_argument("--rebalance-wait", type=float, default=10.0)
     parser.add_argument("--skip-failover", action="store_true")
+    parser.add_argument(
+        "--failover-only", action="store_true", help="only the kill and rebalance figures (c)"
+    )
     parser.add_argument("--node", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)

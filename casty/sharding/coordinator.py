@@ -520,6 +520,22 @@ class _Coordinator:
     def on_shard_started(self, msg: ShardStarted) -> None:
         shard_id = msg.shard_id
         key = _key(msg.region)
+        if self.phase != _ACTIVE:
+            # The table is not built yet: judging by it would stop a shard that the previous
+            # coordinator (or our own previous incarnation) allocated a moment ago. The news
+            # amends the region's report instead (a region that has not reported yet will
+            # include the shard in its report).
+            report = self.reports.get(key)
+            epoch = msg.epoch
+            if (
+                report is not None
+                and type(shard_id) is int
+                and 0 <= shard_id < self.spec.num_shards
+                and type(epoch) is int
+                and epoch >= 1
+            ):
+                report[shard_id] = max(report.get(shard_id, 0), epoch)
+            return
         if self.table.is_current(shard_id, key, msg.epoch):
             self.starting.pop(shard_id, None)
             self.serve_waiting(shard_id)
@@ -586,6 +602,11 @@ class _Coordinator:
     def on_shard_stopped(self, msg: ShardStopped) -> None:
         shard_id = msg.shard_id
         key = _key(msg.region)
+        if self.phase != _ACTIVE:
+            report = self.reports.get(key)  # amends the region's report, as `on_shard_started`
+            if report is not None and report.get(shard_id) == msg.epoch:
+                del report[shard_id]
+            return
         handoff = self.handoffs.get(shard_id)
         if handoff is not None:
             if handoff.owner != key or handoff.epoch != msg.epoch:

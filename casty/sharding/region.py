@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, final
 
 from casty.abc import Address
+from casty.actors.ask import reply_promises
 from casty.actors.behaviors import Behavior, Behaviors
 from casty.actors.context import ActorContext
 from casty.actors.events import EventStreamSubscribe
@@ -30,7 +31,7 @@ from casty.actors.supervision import SupervisorStrategy
 from casty.actors.timers import TimerScheduler
 from casty.cluster.events import MemberRemoved, TopologySnapshot
 from casty.cluster.protocol import SetShardAllocations
-from casty.errors import ConfigurationError, InvalidActorName
+from casty.errors import ConfigurationError, InvalidActorName, ShardUnavailable
 from casty.remote.address import ActorAddress
 from casty.sharding.control import (
     CoordinatorHandover,
@@ -387,11 +388,16 @@ class _Region:
             self.route(msg)
 
     def overflow(self, msg: Any, shard_id: int) -> None:
-        self.dead_letter(
-            msg,
+        reason = (
             f"sharding {self.type_name!r}: buffer full ({self.buffer_size} messages) while "
-            f"shard {shard_id} has no reachable home",
+            f"shard {shard_id} has no reachable home"
         )
+        if msg.__class__ is ShardEnvelope:
+            # No reply can come: an ask waiting for one fails now instead of at its timeout
+            # (the actor system leaves the asks of other layers' dead letters to them).
+            for promise in reply_promises(msg.message):
+                promise.fail(ShardUnavailable(f"{reason}; the request was dropped"))
+        self.dead_letter(msg, reason)
 
     def dead_letter(self, msg: Any, reason: str) -> None:
         self.system._dead_letter(msg, self.me, reason)

@@ -24,7 +24,7 @@ from sharding_harness import (
 )
 
 from casty import ActorContext, ActorRef, Behavior, Behaviors, ShardEnvelope
-from casty.errors import ConfigurationError, JoinRefused
+from casty.errors import ConfigurationError, JoinRefused, ShardUnavailable
 from casty.sharding import StartEntity, coordinator_name, shard_id_for, wait_registered
 from casty.sharding.messages import GetShardHome
 
@@ -242,6 +242,27 @@ async def test_messages_wait_for_a_coordinator_and_overflow_becomes_dead_letters
         assert received == []
         nodes[0].system.spawn(Behaviors.sharded(recording, buffer_size=5), "late")
         await wait_until(lambda: sorted(received) == [f"m{i}" for i in range(5)], timeout=10.0)
+    finally:
+        await stop_all(nodes, leave=False)
+
+
+async def test_an_ask_whose_request_overflows_the_buffer_fails_at_once() -> None:
+    nodes = await start_cluster(2)
+    try:
+        young = nodes[1].system
+        letters = dead_letter_recorder(young)
+        # No coordinator yet (the oldest node has not spawned the type): one message fills
+        # the buffer, and the ask's request overflows it.
+        region = young.spawn(Behaviors.sharded(where_entity, buffer_size=1), "full")
+        region.tell(ShardEnvelope("first", "held"))
+        with pytest.raises(ShardUnavailable, match="'full': buffer full"):
+            await young.ask(region, asking("second", WhereIs), timeout=60.0)
+        await wait_until(
+            lambda: any(
+                isinstance(d.message, ShardEnvelope) and d.message.entity_id == "second"
+                for d in letters
+            )
+        )
     finally:
         await stop_all(nodes, leave=False)
 
