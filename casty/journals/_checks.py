@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import fields
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from casty.abc import MAX_SEQUENCE_NR, JournalEntry, SnapshotEntry
 from casty.errors import ConfigurationError, CorruptEntry, WriteRejected
 
 __all__ = [
+    "RowReplay",
     "check_bound",
     "check_id",
     "check_limit",
@@ -19,6 +20,25 @@ __all__ = [
     "make_entry",
     "snapshot_from_row",
 ]
+
+
+@runtime_checkable
+class RowReplay(Protocol):
+    """The recovery fast path of the SQL journals (internal: not part of `Journal`).
+
+    Recovery needs only each event's number, payload and serializer name, so it skips the
+    public `Journal.replay`, which builds a `JournalEntry` per row (about as costly as
+    fetching the row). ``casty.persistence`` uses it when a journal has it, and ``replay``
+    otherwise.
+    """
+
+    def _replay_rows(
+        self, persistence_id: str, from_sequence_nr: int
+    ) -> AsyncGenerator[Sequence[Sequence[Any]], None]:
+        """Pages of the entries from ``from_sequence_nr`` on, ascending, in bounded memory:
+        rows whose first three items are ``(sequence_nr, payload, serializer)``, the row
+        already checked (`CorruptEntry` as in `Journal.replay`)."""
+        ...
 
 
 def _text(value: object, what: str, *, empty: bool) -> None:
@@ -42,6 +62,23 @@ def _int(value: object, what: str, low: int) -> None:
         raise WriteRejected(f"{what} must be an int in {low}..{MAX_SEQUENCE_NR}, got {value!r}")
 
 
+# Non-empty texts already found storable. Serializer names and manifests repeat from one entry
+# to the next, and a set lookup costs a fraction of the check; the bound keeps a stream of
+# distinct names from growing it without end.
+_STORABLE: set[str] = set()
+_STORABLE_MAX = 4096
+
+
+def _check_text(value: object, what: str, *, empty: bool) -> None:
+    """`_text`, remembering the non-empty values that pass (the caller skips those)."""
+    _text(value, what, empty=empty)
+    if value:
+        assert type(value) is str
+        if len(_STORABLE) >= _STORABLE_MAX:
+            _STORABLE.clear()
+        _STORABLE.add(value)
+
+
 def check_write(entries: Sequence[JournalEntry]) -> str:
     """Check a non-empty `Journal.write` batch and return its persistence id.
 
@@ -59,6 +96,9 @@ def check_write(entries: Sequence[JournalEntry]) -> str:
     _int(start, "sequence_nr", 1)
     epoch = first.epoch
     _int(epoch, "epoch", 0)
+    # Runs for every entry written: the common case costs a few identity and set tests, and
+    # anything unusual goes through the full checks, which raise the errors.
+    storable = _STORABLE
     for offset, entry in enumerate(entries):
         if type(entry) is not JournalEntry:
             raise WriteRejected(f"expected JournalEntry, got {type(entry).__name__}")
@@ -74,11 +114,17 @@ def check_write(entries: Sequence[JournalEntry]) -> str:
             )
         if type(entry.payload) is not bytes:
             raise WriteRejected(f"payload must be bytes, got {type(entry.payload).__name__}")
-        _text(entry.serializer, "serializer", empty=False)
-        _text(entry.manifest, "manifest", empty=True)
+        serializer = entry.serializer
+        if type(serializer) is not str or serializer not in storable:
+            _check_text(serializer, "serializer", empty=False)
+        manifest = entry.manifest
+        if type(manifest) is not str or (manifest and manifest not in storable):
+            _check_text(manifest, "manifest", empty=True)
         if entry.epoch != epoch:
             raise WriteRejected(f"one write must carry one epoch, got {epoch} and {entry.epoch!r}")
-        _int(entry.timestamp_ms, "timestamp_ms", 0)
+        timestamp_ms = entry.timestamp_ms
+        if type(timestamp_ms) is not int or not 0 <= timestamp_ms <= MAX_SEQUENCE_NR:
+            _int(timestamp_ms, "timestamp_ms", 0)
     _int(entries[-1].sequence_nr, "sequence_nr", 1)
     return persistence_id
 

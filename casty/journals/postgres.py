@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar, final
+from operator import itemgetter
+from typing import Any, ClassVar, TypeVar, final
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -38,7 +39,16 @@ from casty.registry import BackendURL
 
 __all__ = ["PostgresJournal"]
 
+T = TypeVar("T")
+
 _TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")
+_serializer_of = itemgetter(2)  # of a row of the recovery page
+
+# Every read here is a range of the primary key, in its order. Without statistics (a new or
+# fast-growing table, before autovacuum's ANALYZE) the planner expects one row and picks a
+# bitmap scan plus a sort of all the rest of the id's log, for every page: a replay of n
+# events then costs O(n^2/page). With bitmap scans off it walks the index, in order.
+_SESSION = {"enable_bitmapscan": "off"}
 
 # Everything asyncpg and the socket layer raise; InternalClientError appears when a connection
 # terminated by the server is used before its closing is noticed.
@@ -182,6 +192,23 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     """Pool reset hook: this journal never changes session state, so skip the reset query."""
 
 
+async def _in_task(work: Coroutine[Any, Any, T]) -> T:
+    """Await ``work``, in a task of its own when the caller runs outside any task.
+
+    asyncpg opens connections (and returns them to a pool) inside ``asyncio.timeout``, which
+    raises a bare ``RuntimeError`` outside a task; an actor's handler runs outside one until it
+    first suspends (see `casty.actors.cell`). The task is awaited at once, so it ends with the
+    call, and it is cancelled if the caller is.
+    """
+    if asyncio.current_task() is not None:
+        return await work
+    task = asyncio.ensure_future(work)
+    try:
+        return await task
+    finally:
+        task.cancel()  # a no-op once it is done; otherwise the caller was cancelled
+
+
 @final
 class PostgresJournal(Journal):
     """A journal in PostgreSQL tables, through an asyncpg connection pool, with group commit.
@@ -269,7 +296,7 @@ class PostgresJournal(Journal):
             "command_timeout": float(command_timeout),
             "password": password,
             "ssl": ssl,
-            "server_settings": dict(server_settings) if server_settings else None,
+            "server_settings": {**_SESSION, **(server_settings or {})},
         }
         self._pool_sizes = {"min_size": min_size, "max_size": max_size}
         self._auto_create_schema = bool(auto_create_schema)
@@ -281,6 +308,11 @@ class PostgresJournal(Journal):
         self._sql_newest = (
             f"SELECT sequence_nr, epoch FROM {table} WHERE persistence_id = $1"
             " ORDER BY sequence_nr DESC LIMIT 1"
+        )
+        self._sql_replay_rows = (  # recovery's page: only what it decodes (see RowReplay)
+            f"SELECT sequence_nr, payload, serializer FROM {table}"
+            " WHERE persistence_id = $1 AND sequence_nr >= $2 AND NOT deleted"
+            " ORDER BY sequence_nr LIMIT $3"
         )
         self._sql_replay = (
             f"SELECT sequence_nr, payload, serializer, manifest, epoch, timestamp_ms FROM {table}"
@@ -362,20 +394,25 @@ class PostgresJournal(Journal):
             return pool
         async with self._open_lock:
             if self._pool is None:
-                with self._errors():
-                    pool = await asyncpg.create_pool(
-                        self._dsn, reset=_keep_session, **self._pool_sizes, **self._connect_options
-                    )
-                try:
-                    if self._auto_create_schema:
-                        await self._create_schema(pool)
-                except BaseException:
-                    await asyncio.shield(pool.close())
-                    raise
-                self._pool = pool
+                self._pool = await _in_task(self._open_pool())
             return self._pool
 
+    async def _open_pool(self) -> asyncpg.Pool:
+        with self._errors():
+            pool = await asyncpg.create_pool(
+                self._dsn, reset=_keep_session, **self._pool_sizes, **self._connect_options
+            )
+        try:
+            if self._auto_create_schema:
+                await self._create_schema(pool)
+        except BaseException:
+            await asyncio.shield(pool.close())
+            raise
+        return pool
+
     async def _create_schema(self, pool: asyncpg.Pool) -> None:
+        if asyncio.current_task() is None:
+            return await _in_task(self._create_schema(pool))
         with self._errors():
             async with pool.acquire() as connection, connection.transaction():
                 # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalogs; the
@@ -413,7 +450,8 @@ class PostgresJournal(Journal):
         or may not be stored (re-reading `highest_sequence_nr` tells). A connection found dead
         before anything was sent is replaced and the round retried once, invisibly.
         """
-        await self._get_pool()
+        if self._pool is None or self._closed:
+            await self._get_pool()
         if not entries:
             return
         persistence_id = check_write(entries)
@@ -424,7 +462,7 @@ class PostgresJournal(Journal):
         if self._writer is None or self._writer.is_closed():
             self._drop_writer()
             with self._errors():
-                self._writer = await asyncpg.connect(self._dsn, **self._connect_options)
+                self._writer = await _in_task(asyncpg.connect(self._dsn, **self._connect_options))
         return self._writer
 
     def _drop_writer(self) -> None:
@@ -532,6 +570,8 @@ class PostgresJournal(Journal):
 
     async def _execute(self, sql: str, *args: Any) -> None:
         pool = await self._get_pool()
+        if asyncio.current_task() is None:  # the pool may open a connection: see _in_task
+            return await _in_task(self._execute(sql, *args))
         with self._errors():
             await pool.execute(sql, *args)
 
@@ -593,6 +633,8 @@ class PostgresJournal(Journal):
         one, at most once per pooled connection; other failures are not retried.
         """
         pool = await self._get_pool()
+        if asyncio.current_task() is None:  # the pool may open a connection: see _in_task
+            return await _in_task(self._fetch(sql, *args))
         retries = self._pool_sizes["max_size"]
         with self._errors():
             while True:
@@ -635,6 +677,26 @@ class PostgresJournal(Journal):
             if len(rows) < page:
                 return
             remaining -= page
+            low = rows[-1][0] + 1
+
+    async def _replay_rows(
+        self, persistence_id: str, from_sequence_nr: int
+    ) -> AsyncGenerator[list[asyncpg.Record], None]:
+        """Recovery's fast path (see `casty.journals._checks.RowReplay`)."""
+        persistence_id = check_id(persistence_id)
+        low = check_bound(from_sequence_nr, "from_sequence_nr")
+        page = self._page_size
+        while True:
+            rows = await self._fetch(self._sql_replay_rows, persistence_id, low, page)
+            # The column types guarantee the Python types; only the serializer name can be
+            # unusable.
+            if not all(map(_serializer_of, rows)):
+                bad = next(row for row in rows if not row[2])
+                raise CorruptEntry(entry_error(persistence_id, bad[0]))
+            if rows:
+                yield rows
+            if len(rows) < page:
+                return
             low = rows[-1][0] + 1
 
     async def highest_sequence_nr(self, persistence_id: str) -> int:

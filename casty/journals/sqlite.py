@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 from typing import Any, ClassVar, Literal, final
 
 import aiosqlite
@@ -92,6 +93,18 @@ _INSERT = (
     "INSERT INTO casty_journal (persistence_id, sequence_nr, epoch, timestamp_ms, serializer,"
     " manifest, payload) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+# A round is written by multi-row INSERTs of at most this many rows. Up to it, a round is one
+# statement, committed on its own (the write connection is in autocommit mode): one trip to
+# aiosqlite's thread instead of an INSERT and a COMMIT, which matters most when the event loop
+# is busy (the thread then waits for the GIL at each trip). Compiling such a statement costs
+# more than running it, so compiled statements are cached (`_CACHED_STATEMENTS` of them, about
+# 1 KiB per row each, triggers included); the bound keeps that cache to a few MiB.
+_STATEMENT_ROWS = 128
+_CACHED_STATEMENTS = 32
+_INSERTS = [
+    _INSERT.replace("(?, ?, ?, ?, ?, ?, ?)", ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows))
+    for rows in range(_STATEMENT_ROWS + 1)
+]
 # SQLite columns are dynamically typed; the last column checks a row's types in C, so the
 # replay loop needs only one truth test per row.
 _REPLAY = (
@@ -100,6 +113,14 @@ _REPLAY = (
     " AND typeof(serializer) = 'text' AND serializer <> '' AND typeof(manifest) = 'text'"
     " AND typeof(epoch) = 'integer' AND typeof(timestamp_ms) = 'integer'"
     " FROM casty_journal WHERE persistence_id = ? AND sequence_nr BETWEEN ? AND ?"
+    " ORDER BY sequence_nr LIMIT ?"
+)
+# Recovery's page: only what it decodes, with the same check (see RowReplay).
+_REPLAY_ROWS = (
+    "SELECT sequence_nr, payload, serializer,"
+    " typeof(sequence_nr) = 'integer' AND typeof(payload) = 'blob'"
+    " AND typeof(serializer) = 'text' AND serializer <> ''"
+    " FROM casty_journal WHERE persistence_id = ? AND sequence_nr >= ?"
     " ORDER BY sequence_nr LIMIT ?"
 )
 _HIGHEST = "SELECT highest_sequence_nr FROM casty_journal_meta WHERE persistence_id = ?"
@@ -118,6 +139,7 @@ _DELETE_SNAPSHOTS = (
 )
 
 _Row = tuple[Any, ...]
+_checked = itemgetter(3)  # the check column of _REPLAY_ROWS
 
 
 def _row_of(entry: JournalEntry) -> _Row:
@@ -130,6 +152,22 @@ def _row_of(entry: JournalEntry) -> _Row:
         entry.manifest,
         entry.payload,
     )
+
+
+def _values(entries: Sequence[JournalEntry]) -> list[Any]:
+    """The parameters of a multi-row INSERT of ``entries``, in order."""
+    values: list[Any] = []
+    for entry in entries:
+        values += (
+            entry.persistence_id,
+            entry.sequence_nr,
+            entry.epoch,
+            entry.timestamp_ms,
+            entry.serializer,
+            entry.manifest,
+            entry.payload,
+        )
+    return values
 
 
 def _check_directory(path: str) -> None:
@@ -270,10 +308,13 @@ class SQLiteJournal(Journal):
             # Checked first because aiosqlite, failing to open, leaves its thread to finish
             # after this call returns (one stat call; no need for a worker thread).
             _check_directory(self._path)
+        # Autocommit on both: a write of one statement commits by itself; longer ones open
+        # their transaction with BEGIN IMMEDIATE (taking the write lock up front).
         db = await aiosqlite.connect(
             self._path,
             timeout=self._busy_timeout,
-            isolation_level=None if reader else "IMMEDIATE",
+            isolation_level=None,
+            cached_statements=_CACHED_STATEMENTS,
         )
         try:
             await db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
@@ -358,23 +399,22 @@ class SQLiteJournal(Journal):
         """Run a read on the read connection (or under the lock in memory mode)."""
         write_db = await self._ensure_open()
         read_db = self._read_db
+        # Rows are tuples (no row factory is set), and execute_fetchall returns a list.
         with self._errors():
             if read_db is not None:
-                return [tuple(row) for row in await read_db.execute_fetchall(sql, params)]
-            async with self._lock:
-                return [tuple(row) for row in await write_db.execute_fetchall(sql, params)]
+                rows = await read_db.execute_fetchall(sql, params)
+            else:
+                async with self._lock:
+                    rows = await write_db.execute_fetchall(sql, params)
+        assert type(rows) is list
+        return rows
 
     async def _modify(self, sql: str, params: Sequence[Any]) -> None:
-        """Run one statement in its own transaction on the write connection."""
+        """Run one statement, committed on its own (autocommit), on the write connection."""
         db = await self._ensure_open()
         async with self._lock:
-            try:
-                with self._errors():
-                    await db.execute(sql, params)
-                    await db.commit()
-            except BaseException:
-                await self._rollback(db)
-                raise
+            with self._errors():
+                await db.execute(sql, params)
 
     async def _rollback(self, db: aiosqlite.Connection) -> None:
         try:
@@ -391,7 +431,8 @@ class SQLiteJournal(Journal):
 
         Returns once the round holding the write is committed to the ``synchronous`` level.
         """
-        await self._ensure_open()
+        if self._closed or self._write_db is None or self._stale:
+            await self._ensure_open()
         if not entries:
             return
         persistence_id = check_write(entries)
@@ -399,11 +440,24 @@ class SQLiteJournal(Journal):
 
     async def _flush(self, batch: list[PendingWrite]) -> None:
         db = await self._connections()
-        rows = [_row_of(entry) for pending in batch for entry in pending.entries]
+        entries = [entry for pending in batch for entry in pending.entries]
+        rows = len(entries)
+        size = _STATEMENT_ROWS
         async with self._lock:
             try:
-                await db.executemany(_INSERT, rows)
-                await db.commit()
+                if rows <= size:
+                    await db.execute(_INSERTS[rows], _values(entries))  # its own transaction
+                else:
+                    # Full statements in one trip, the rest in another, in one transaction.
+                    full = rows - rows % size
+                    await db.execute("BEGIN IMMEDIATE")
+                    await db.executemany(
+                        _INSERTS[size],
+                        [_values(entries[start : start + size]) for start in range(0, full, size)],
+                    )
+                    if full < rows:
+                        await db.execute(_INSERTS[rows - full], _values(entries[full:]))
+                    await db.commit()
             except sqlite3.IntegrityError:
                 # Some write broke a rule; start over with each write in its own savepoint so
                 # only the offenders fail.
@@ -511,6 +565,24 @@ class SQLiteJournal(Journal):
             if len(rows) < page:
                 return
             remaining -= page
+            low = rows[-1][0] + 1
+
+    async def _replay_rows(
+        self, persistence_id: str, from_sequence_nr: int
+    ) -> AsyncGenerator[list[_Row], None]:
+        """Recovery's fast path (see `casty.journals._checks.RowReplay`)."""
+        persistence_id = check_id(persistence_id)
+        low = check_bound(from_sequence_nr, "from_sequence_nr")
+        page = self._page_size
+        while True:
+            rows = await self._fetch(_REPLAY_ROWS, (persistence_id, low, page))
+            if not all(map(_checked, rows)):
+                bad = next(row for row in rows if not row[3])
+                raise CorruptEntry(entry_error(persistence_id, bad[0]))
+            if rows:
+                yield rows
+            if len(rows) < page:
+                return
             low = rows[-1][0] + 1
 
     async def highest_sequence_nr(self, persistence_id: str) -> int:

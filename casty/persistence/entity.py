@@ -8,20 +8,28 @@ How one incarnation runs (`_Entity`), and why:
   `StashBuffer` (overflow: a dead letter, "stash overflow"); the result arrives as a message,
   and the stash is put back at the head of the mailbox, in order.
 - **Persisting**: a command handler returns `persisted`; its events are encoded (an
-  `EncodeError` fails only that command), applied with ``on_event``, numbered, and written at
-  once, in a task owned by the actor, so the event loop is never blocked. Commands arriving
-  while the write is in flight are stashed. When it returns, each command's ``then`` runs in
-  order; then the stashed commands are handled one after another and their events form one
-  batch, written atomically once the last of them is handled. This is group commit at the
-  entity level (as in database logs: results are released only after the log is durable);
-  the journal groups the writes of many entities into one transaction in turn.
+  `EncodeError` fails only that command), applied with ``on_event`` and numbered. The write is
+  then awaited inside the handling of that command: the actor simply suspends, and the
+  commands arriving meanwhile wait in its mailbox, in order. This costs no task of the
+  entity's own and no trip of the result through the mailbox (the actor cell hands a
+  suspended handler to a task only when it really waits), which is most of the cost of a
+  write besides the store's. When the write returns, each command's ``then`` runs, in order,
+  still inside that handling.
+- **Batching**: the commands that queued up during a write (or a recovery) are handled one
+  after another and their events form one batch: it stays open while the next thing in the
+  mailbox is another command, and is written atomically once it is not (or once it holds
+  ``stash_capacity`` commands). This is group commit at the entity level (as in database
+  logs: results are released only after the log is durable); the journal groups the writes
+  of many entities into one transaction in turn. A command handled while nothing was in
+  flight is written at once.
 - **Failures** of a write: a rejected one (`WriteRejected`, `StaleEpoch`) fails the batch's
   commands, puts the state back to the last durable one and goes on. A `SequenceConflict`
   means another writer appended to this persistence id: the commands fail, and the entity
   catches up (replays the other writer's events onto its last durable state, stashing
   meanwhile) before it goes on. Anything else (`JournalUnavailable` first of all) fails the
   commands and then the actor, so its supervisor decides (stop by default; restart with
-  backoff to recover from scratch).
+  backoff to recover from scratch; the commands still in the mailbox go to the next
+  incarnation).
 
 A command handled in a batch sees the events of the commands before it in that batch before
 they are durable (that is what lets one write carry them all); whatever must reflect durable
@@ -36,7 +44,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, final
 
-from casty.abc import Journal, JournalEntry, Serializer, SnapshotEntry
+from casty.abc import Journal, Serializer, SnapshotEntry
 from casty.actors.behaviors import Behavior, Behaviors
 from casty.actors.context import ActorContext
 from casty.actors.events import DeadLetter
@@ -52,6 +60,7 @@ from casty.errors import (
     WriteRejected,
 )
 from casty.journals import as_journal
+from casty.journals._checks import make_entry
 from casty.persistence.effects import Persisted
 from casty.persistence.recovery import EntryCodec, recover
 from casty.persistence.snapshots import SnapshotPolicy
@@ -81,6 +90,7 @@ class _Settings(Generic[C, S]):
     snapshot_policy: SnapshotPolicy | None
     serializer: Serializer
     epoch: int
+    stash_capacity: int
 
 
 @final
@@ -105,15 +115,6 @@ class _Recovered:
     def __init__(self, entity: object, value: Any, error: BaseException | None) -> None:
         self.entity = entity
         self.value = value
-        self.error = error
-
-
-@final
-class _Written:
-    __slots__ = ("entity", "error")
-
-    def __init__(self, entity: object, error: BaseException | None) -> None:
-        self.entity = entity
         self.error = error
 
 
@@ -172,12 +173,14 @@ def event_sourced(
                 on_event=on_event, on_command=on_command,
             )
 
-    Commands that arrive during recovery, during a catch-up, or while a write is in flight are
-    stashed, at most ``stash_capacity`` of them (more become dead letters, "stash overflow"), and
-    handled afterwards in arrival order; the events of the commands stashed during one write
-    go together in the next atomic `Journal.write`, and a command of such a batch sees the
-    events of the commands before it in the batch before they are durable (see the module
-    docstring): reply in ``then``, or with ``persisted((), then=...)`` for queries. Failures:
+    Commands that arrive during recovery or a catch-up are stashed, at most ``stash_capacity``
+    of them (more become dead letters, "stash overflow"), and handled afterwards in arrival
+    order. While a write is in flight the actor waits for it, so commands arriving meanwhile
+    wait in its mailbox; the events of the commands that queued up during one write (or a
+    recovery) go together in the next atomic `Journal.write`, and a command of such a batch
+    sees the events of the commands before it in the batch before they are durable (see the
+    module docstring): reply in ``then``, or with ``persisted((), then=...)`` for queries.
+    Failures:
 
     - a rejected write (`WriteRejected`, `StaleEpoch`): the commands of the batch get
       ``on_failure(PersistFailed)`` (or are logged and published as dead letters), the state
@@ -185,8 +188,8 @@ def event_sourced(
     - a `SequenceConflict` (another writer exists): as above, then the entity replays the other
       writer's events before handling the next command;
     - `JournalUnavailable` or any other journal error: the commands fail as above, then the
-      actor fails with that error, and its supervisor decides (stashed commands go back to the
-      mailbox first, so a restarted entity handles them). Wrap it in
+      actor fails with that error, and its supervisor decides (the commands still waiting stay
+      in the mailbox, so a restarted entity handles them). Wrap it in
       ``Behaviors.supervise(..., SupervisorStrategy.restart(backoff=..., on=JournalUnavailable))``
       to recover once the store is back;
     - a stored event or snapshot that cannot be decoded: the actor fails with `CorruptEntry`
@@ -213,8 +216,8 @@ def event_sourced(
             kinds may share ids.
         epoch: the fencing token written with every event (`JournalEntry.epoch`); a journal
             rejects writes with an older epoch than it has seen (`StaleEpoch`).
-        stash_capacity: most commands held while recovering or writing, >= 1; also the most
-            commands whose events share one write.
+        stash_capacity: most commands held while recovering, >= 1; also the most commands
+            whose events share one write.
 
     Raises:
         ConfigurationError: a bad argument.
@@ -241,11 +244,15 @@ def event_sourced(
         raise ConfigurationError(f"expected a SnapshotPolicy, got {snapshot_policy!r}")
     if type(epoch) is not int or epoch < 0:
         raise ConfigurationError(f"epoch must be an int >= 0, got {epoch!r}")
+    # Inside a replicated shard region, writes go through the shard's replicas (its epoch).
+    from casty.replication.sharded import bind_entity_journal
+
+    journal, epoch = bind_entity_journal(journal, epoch)
     if type(stash_capacity) is not int or stash_capacity < 1:
         raise ConfigurationError(f"stash_capacity must be an int >= 1, got {stash_capacity!r}")
     try:
         journal_object = as_journal(journal)
-        serializer_object = as_serializer("msgpack" if serializer is None else serializer)
+        serializer_object = _named_serializer("msgpack" if serializer is None else serializer)
     except TypeError as exc:
         raise ConfigurationError(str(exc)) from exc
     # A URL is checked here (building a journal does no I/O) but opened per incarnation.
@@ -259,6 +266,7 @@ def event_sourced(
         snapshot_policy=snapshot_policy,
         serializer=serializer_object,
         epoch=epoch,
+        stash_capacity=stash_capacity,
     )
 
     def setup(ctx: ActorContext[C]) -> Behavior[C]:
@@ -275,11 +283,13 @@ class _Entity(Generic[C, S]):
 
     __slots__ = (
         "_batch",
+        "_capacity",
         "_codec",
         "_ctx",
         "_durable_sequence_nr",
         "_durable_state",
-        "_entries",
+        "_encoded",
+        "_gathering",
         "_journal",
         "_on_command",
         "_on_event",
@@ -291,9 +301,6 @@ class _Entity(Generic[C, S]):
         "_stash",
         "_stashing",
         "_state",
-        "_stop",
-        "_unstashed",
-        "_writing",
     )
 
     def __init__(
@@ -302,6 +309,7 @@ class _Entity(Generic[C, S]):
         self._ctx: ActorContext[Any] = ctx
         self._stash = stash
         self._settings = settings
+        self._capacity = settings.stash_capacity
         self._on_event = settings.on_event
         self._on_command = settings.on_command
         if settings.journal is None:
@@ -317,11 +325,9 @@ class _Entity(Generic[C, S]):
         self._durable_state: Any = settings.initial_state
         self._durable_sequence_nr = 0
         self._batch: list[_Command] = []  # commands whose events wait for the next write
-        self._entries: list[JournalEntry] = []  # their entries
-        self._writing: list[_Command] | None = None  # the batch being written
-        self._stashing = True  # recovering, catching up, writing, or stopping
-        self._unstashed = 0  # commands put back in the mailbox, forming the open batch
-        self._stop: Behavior[Any] | None = None  # a stop waiting for the open batch
+        self._encoded: list[tuple[bytes, str]] = []  # their events: (payload, manifest)
+        self._gathering = False  # the queued commands arrived during a write: batch them
+        self._stashing = True  # recovering or catching up
         self._snapshotting = False  # a save is running
         self._snapshot_due = False  # another multiple was crossed meanwhile
 
@@ -334,46 +340,57 @@ class _Entity(Generic[C, S]):
     # -- the message handler ---------------------------------------------------------------
 
     def _receive(self, ctx: ActorContext[C], message: Any) -> Any:
-        # Returns a behavior, or a coroutine resolving to one when user code must be awaited
-        # (the actor cell awaits it), so the common path never builds a coroutine.
+        # Returns a behavior, or a coroutine resolving to one when something must be awaited
+        # (a write, user code); the actor cell awaits it, suspending the actor meanwhile.
         cls = message.__class__
-        if cls is _Written:
-            return self._written(message) if message.entity is self else _SAME
         if cls is _Recovered:
             return self._recovered(message) if message.entity is self else _SAME
         if cls is _SnapshotSaved:
             if message.entity is self:
                 self._snapshot_saved(message)
             return _SAME
-        if self._unstashed:
-            self._unstashed -= 1
         if self._stashing:
             try:
                 self._stash.stash(message)
             except StashOverflow:
                 pass  # the stash published the command as a dead letter ("stash overflow")
-            self._maybe_write()
             return _SAME
-        deferred = False
         try:
             effect = self._on_command(ctx, self._state, message)
             if not isinstance(effect, Behavior):
-                deferred = True
                 return self._await_command(message, effect)
-            return self._apply(message, effect)
-        finally:
-            # Also after a failure of user code: the open batch must not wait for a command
-            # that will never come. (A coroutine returned above does this when it ends.)
-            if not deferred:
-                self._maybe_write()
+            result = self._apply(message, effect)
+        except Exception as exc:
+            if self._batch:
+                # The open batch must not wait for a command that will never come.
+                return self._flush_then_raise(exc)
+            raise
+        if self._batch:
+            if not self._joins_next():
+                return self._flush(result)
+        elif self._gathering and not ctx._message_next():
+            self._gathering = False  # the queue drained: the next command is written at once
+        return result
 
-    async def _await_command(self, command: object, result: object) -> Behavior[Any]:
+    async def _await_command(self, command: object, pending: object) -> Behavior[Any]:
         try:
-            if inspect.isawaitable(result):
-                result = await result
-            return await _settle(self._apply(command, result))
-        finally:
-            self._maybe_write()
+            effect = await pending if inspect.isawaitable(pending) else pending
+            result = self._apply(command, effect)
+        except Exception:
+            if self._batch:
+                await self._flush(_SAME)
+            raise
+        if self._batch:
+            if not self._joins_next():
+                result = self._flush(result)
+        elif self._gathering and not self._ctx._message_next():
+            self._gathering = False
+        return await _settle(result)
+
+    def _joins_next(self) -> bool:
+        """Whether the open batch waits for the next message: a command queued during the
+        last write, with room left in the batch."""
+        return self._gathering and len(self._batch) < self._capacity and self._ctx._message_next()
 
     def _apply(self, command: object, effect: object) -> Any:
         if effect is _SAME or effect is _UNHANDLED:
@@ -381,11 +398,9 @@ class _Entity(Generic[C, S]):
         if type(effect) is Persisted:
             return self._persist(command, effect)
         if type(effect) is _STOPPED_TYPE:
-            if self._batch:
-                self._stop = effect  # stop once the open batch is written
-                self._stashing = True
-                return _SAME
-            return effect
+            # Stop once the open batch is written and its callbacks ran; the commands still
+            # queued become dead letters ("recipient stopped").
+            return self._flush(effect) if self._batch else effect
         raise ActorError(
             f"{self._ctx.self.path}: on_command returned {effect!r}; expected "
             "Behaviors.persisted(...), Behaviors.same(), Behaviors.unhandled() or "
@@ -402,91 +417,91 @@ class _Entity(Generic[C, S]):
             return _SAME
         codec = self._codec
         try:
-            encoded = [codec.encode(event) for event in events]
+            if len(events) == 1:
+                encoded = [codec.encode(events[0])]
+            else:
+                encoded = [codec.encode(event) for event in events]
         except EncodeError as exc:
             return self._fail_commands([_Command(command, effect, None, 0)], exc)
         state = self._state
         on_event = self._on_event
         for event in events:
             state = on_event(state, event)
-        settings = self._settings
-        persistence_id = settings.persistence_id
-        name = codec.serializer.name
-        epoch = settings.epoch
-        now = time.time_ns() // 1_000_000
-        sequence_nr = self._sequence_nr
-        entries = self._entries
-        for payload, manifest in encoded:
-            sequence_nr += 1
-            entries.append(
-                JournalEntry(persistence_id, sequence_nr, payload, name, manifest, epoch, now)
-            )
         self._state = state
-        self._sequence_nr = sequence_nr
-        self._batch.append(_Command(command, effect, state, sequence_nr))
+        self._sequence_nr += len(encoded)
+        self._encoded += encoded
+        self._batch.append(_Command(command, effect, state, self._sequence_nr))
         return _SAME
 
     # -- writing ---------------------------------------------------------------------------
 
-    def _maybe_write(self) -> None:
-        """Write the open batch once the last command that may join it was handled."""
-        if self._batch and not self._unstashed and self._writing is None:
-            self._stashing = True
-            self._writing, self._batch = self._batch, []
-            entries, self._entries = self._entries, []
-            # A batch of callbacks alone writes nothing; it still completes through the
-            # mailbox, after everything handled before it.
-            work = self._journal.write(entries) if entries else _nothing()
-            self._ctx.pipe_to_self(work, self._write_result)
+    def _flush(self, result: Any) -> Any:
+        """Close the open batch: a coroutine that writes it, runs its callbacks, and returns
+        ``result`` (the behavior, or pending work, of the command that closed it)."""
+        batch, self._batch = self._batch, []
+        encoded, self._encoded = self._encoded, []
+        self._gathering = False
+        return self._write(batch, encoded, result)
 
-    def _write_result(self, value: object, error: BaseException | None) -> _Written:
-        return _Written(self, error)
-
-    def _written(self, message: _Written) -> Any:
-        batch = self._writing
-        assert batch is not None
-        self._writing = None
-        if message.error is not None:
-            return self._write_failed(batch, message.error)
-        last = batch[-1]
-        before = self._durable_sequence_nr
-        self._durable_state = last.state
-        self._durable_sequence_nr = last.sequence_nr
-        policy = self._settings.snapshot_policy
-        if policy is not None and policy.due(before, last.sequence_nr):
-            if self._snapshotting:
-                self._snapshot_due = True  # saved when the running save ends
+    async def _write(
+        self, batch: list[_Command], encoded: list[tuple[bytes, str]], result: Any
+    ) -> Behavior[Any]:
+        behavior: Behavior[Any] = result if isinstance(result, Behavior) else await result
+        if encoded:
+            settings = self._settings
+            persistence_id = settings.persistence_id
+            name = self._codec.serializer.name
+            epoch = settings.epoch
+            now = time.time_ns() // 1_000_000  # one clock read per write
+            first = self._durable_sequence_nr + 1
+            if len(encoded) == 1:
+                payload, manifest = encoded[0]
+                entries = [make_entry(persistence_id, first, payload, name, manifest, epoch, now)]
             else:
-                self._save_snapshot(last.state, last.sequence_nr)
-        return self._run_callbacks(batch, 0)
-
-    def _run_callbacks(self, batch: list[_Command], start: int) -> Any:
-        for index in range(start, len(batch)):
-            record = batch[index]
+                entries = [
+                    make_entry(persistence_id, nr, payload, name, manifest, epoch, now)
+                    for nr, (payload, manifest) in enumerate(encoded, first)
+                ]
+            try:
+                await self._journal.write(entries)
+            except Exception as exc:
+                return await self._write_failed(batch, exc, behavior)
+            except BaseException:
+                # Cancelled (the actor stops): the write is whole or absent; a resumed
+                # incarnation finds out through a SequenceConflict.
+                self._state = self._durable_state
+                self._sequence_nr = self._durable_sequence_nr
+                raise
+            last = batch[-1]
+            before = self._durable_sequence_nr
+            self._durable_state = last.state
+            self._durable_sequence_nr = last.sequence_nr
+            policy = settings.snapshot_policy
+            if policy is not None and policy.due(before, last.sequence_nr):
+                if self._snapshotting:
+                    self._snapshot_due = True  # saved when the running save ends
+                else:
+                    self._save_snapshot(last.state, last.sequence_nr)
+        for record in batch:
             then = record.effect.then
             if then is not None:
-                result = then(record.state)
-                if inspect.isawaitable(result):
-                    return self._await_callbacks(batch, index + 1, result)
-        return self._resume()
+                done = then(record.state)
+                if done is not None and inspect.isawaitable(done):
+                    await done
+        # The commands that queued up meanwhile form the next batch.
+        self._gathering = self._ctx._message_next()
+        return behavior
 
-    async def _await_callbacks(
-        self, batch: list[_Command], start: int, pending: Awaitable[object]
+    async def _flush_then_raise(self, error: Exception) -> Behavior[Any]:
+        try:
+            raise error
+        except Exception:
+            await self._flush(_SAME)  # a failing write then carries `error` as its context
+            raise
+
+    async def _write_failed(
+        self, batch: list[_Command], error: Exception, behavior: Behavior[Any]
     ) -> Behavior[Any]:
-        await pending
-        return await _settle(self._run_callbacks(batch, start))
-
-    def _resume(self) -> Behavior[Any]:
-        """After a write or a recovery: handle what waited for it."""
-        if self._stop is not None:
-            return self._stop
-        self._stashing = False
-        stash = self._stash
-        # The stashed commands come back first; their events form the next batch.
-        self._unstashed = stash.size
-        return stash.unstash_all(_SAME)
-
-    async def _write_failed(self, batch: list[_Command], error: BaseException) -> Behavior[Any]:
         self._state = self._durable_state
         self._sequence_nr = self._durable_sequence_nr
         await _settle(self._fail_commands(batch, error))
@@ -496,17 +511,11 @@ class _Entity(Generic[C, S]):
                 self._settings.persistence_id,
             )
             self._recover(use_snapshot=False)
-            return _SAME
+            return behavior
         if isinstance(error, WriteRejected):
-            return self._resume()
-        self._keep_stashed()
+            self._gathering = self._ctx._message_next()
+            return behavior
         raise error
-
-    def _keep_stashed(self) -> None:
-        """Before failing the actor: put the stashed commands back in the mailbox, which a
-        restart keeps (a restart drops the stash), so the next incarnation handles them; if
-        the actor stops instead, they become dead letters ("recipient stopped")."""
-        self._stash.unstash_all(_SAME)
 
     def _fail_commands(self, records: list[_Command], cause: BaseException) -> Any:
         """Tell each command's ``on_failure`` (or log and dead-letter it) that it failed."""
@@ -562,13 +571,20 @@ class _Entity(Generic[C, S]):
         return _Recovered(self, value, error)
 
     def _recovered(self, message: _Recovered) -> Behavior[Any]:
+        stash = self._stash
         if message.error is not None:
-            self._keep_stashed()
+            # Back to the mailbox, which a restart keeps (a restart drops the stash), so the
+            # next incarnation handles them; if the actor stops instead, they become dead
+            # letters ("recipient stopped").
+            stash.unstash_all(_SAME)
             raise message.error
         state, sequence_nr = message.value
         self._state = self._durable_state = state
         self._sequence_nr = self._durable_sequence_nr = sequence_nr
-        return self._resume()
+        self._stashing = False
+        # The stashed commands come back first; their events form the next batch.
+        self._gathering = not stash.is_empty
+        return stash.unstash_all(_SAME)
 
     # -- snapshots -------------------------------------------------------------------------
 
@@ -624,6 +640,21 @@ class _Entity(Generic[C, S]):
         return _SAME
 
 
+# Serializers built from a name, shared by every entity that names them: a serializer is safe
+# to share (`Serializer` says so) and keeps per-class encoders and decoders, which an instance
+# per entity would build again for each of thousands of entities.
+_NAMED_SERIALIZERS: dict[str, Serializer] = {}
+
+
+def _named_serializer(serializer: Serializer | str) -> Serializer:
+    if not isinstance(serializer, str):
+        return as_serializer(serializer)
+    shared = _NAMED_SERIALIZERS.get(serializer)
+    if shared is None:
+        shared = _NAMED_SERIALIZERS[serializer] = as_serializer(serializer)
+    return shared
+
+
 def _run_then(effect: Persisted, state: object) -> Any:
     then = effect.then
     if then is not None:
@@ -636,10 +667,6 @@ def _run_then(effect: Persisted, state: object) -> Any:
 async def _await_then(pending: Awaitable[object]) -> Behavior[Any]:
     await pending
     return _SAME
-
-
-async def _nothing() -> None:
-    """A write of no entries."""
 
 
 async def _settle(result: Any) -> Behavior[Any]:

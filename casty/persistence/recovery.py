@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import aclosing
 from typing import Any, final
 
 from casty.abc import Journal, JournalEntry, RefCodec, Serializer, SnapshotEntry
 from casty.errors import BackendNotFound, CorruptEntry
+from casty.journals._checks import RowReplay
 from casty.serializers import as_serializer
 
 __all__ = ["EntryCodec", "recover"]
@@ -22,11 +24,12 @@ class EntryCodec:
     hint, so it depends on the class only).
     """
 
-    __slots__ = ("_by_name", "_manifests", "refs", "serializer")
+    __slots__ = ("_by_name", "_encode", "_manifests", "refs", "serializer")
 
     def __init__(self, serializer: Serializer, refs: RefCodec | None) -> None:
         self.serializer = serializer
         self.refs = refs
+        self._encode = serializer.encode
         self._by_name: dict[str, Serializer] = {serializer.name: serializer}
         self._manifests: dict[type, str] = {}
 
@@ -36,11 +39,10 @@ class EntryCodec:
         Raises:
             EncodeError: the serializer cannot encode ``value``.
         """
-        payload = self.serializer.encode(value, self.refs)
-        cls = type(value)
-        manifest = self._manifests.get(cls)
+        payload = self._encode(value, self.refs)
+        manifest = self._manifests.get(value.__class__)
         if manifest is None:
-            manifest = self._manifests[cls] = self.serializer.manifest(value)
+            manifest = self._manifests[value.__class__] = self.serializer.manifest(value)
         return payload, manifest
 
     def decode(
@@ -132,6 +134,20 @@ async def recover(
     name = serializer.name
     decode = serializer.decode
     refs = codec.refs
+    if isinstance(journal, RowReplay):  # the SQL journals' fast path
+        async with aclosing(journal._replay_rows(persistence_id, sequence_nr + 1)) as pages:
+            async for page in pages:
+                for row in page:
+                    if row[2] == name:
+                        try:
+                            event = decode(row[1], refs)
+                        except Exception as exc:  # a plug-in serializer may raise anything
+                            raise codec.corrupt(persistence_id, row[0], name, "event", exc) from exc
+                    else:
+                        event = codec.decode(persistence_id, row[0], row[1], row[2], "event")
+                    state = on_event(state, event)
+                sequence_nr = page[-1][0]
+        return state, max(sequence_nr, highest)
     async for entry in journal.replay(persistence_id, sequence_nr + 1):
         if entry.serializer == name:
             try:

@@ -40,6 +40,7 @@ from hypothesis.stateful import (
 )
 
 from casty.abc import MAX_SEQUENCE_NR, Journal, JournalCapabilities, JournalEntry, SnapshotEntry
+from casty.actors import ActorSystem, Behavior, Behaviors
 from casty.errors import (
     ConfigurationError,
     ResourceClosed,
@@ -704,6 +705,51 @@ class JournalContract:
         await journal.save_snapshot(_snapshot(pid, 5))
         await journal.delete_to(pid, 5)
         assert await journal.load_snapshot(pid) == _snapshot(pid, 5)
+
+    # ----------------------------------------------------------------------------------------
+    # callers outside a task
+
+    async def test_usable_from_an_actor_handler_before_it_suspends(
+        self, journal_factory: JournalFactory, pid: str, capabilities: JournalCapabilities
+    ) -> None:
+        # An actor's handler runs outside any task until it first suspends (see
+        # casty.actors.cell), and an event-sourced entity writes from there; so nothing may
+        # need a current task (asyncio.timeout does). Each step is a message of its own, so
+        # each call starts outside a task, the first one opening the journal.
+        journal = journal_factory()
+        steps: dict[str, Callable[[], Any]] = {
+            "highest": lambda: journal.highest_sequence_nr(pid),
+            "write": lambda: journal.write(make_entries(pid, 1, 3)),
+            "replay": lambda: _numbers(journal, pid),
+            "save_snapshot": lambda: journal.save_snapshot(_snapshot(pid, 2)),
+            "load_snapshot": lambda: journal.load_snapshot(pid),
+            "delete_to": lambda: journal.delete_to(pid, 1),
+            "delete_snapshots": lambda: journal.delete_snapshots(pid, 2),
+        }
+
+        async def receive(ctx: Any, message: tuple[str, Any]) -> Behavior[Any]:
+            step, reply_to = message
+            reply_to.tell(await steps[step]())
+            return Behaviors.same()
+
+        try:
+            async with ActorSystem(name="journal-contract") as system:
+                ref = system.spawn(Behaviors.receive(receive), "user")
+
+                async def ask(step: str) -> Any:
+                    return await system.ask(ref, lambda reply_to: (step, reply_to))
+
+                assert await ask("highest") == 0
+                assert await ask("write") is None
+                assert await ask("replay") == [1, 2, 3]
+                if capabilities.snapshots:
+                    assert await ask("save_snapshot") is None
+                    assert await ask("load_snapshot") == _snapshot(pid, 2)
+                    assert await ask("delete_snapshots") is None
+                assert await ask("delete_to") is None
+                assert await ask("replay") == [2, 3]
+        finally:
+            await journal.aclose()
 
     # ----------------------------------------------------------------------------------------
     # closing

@@ -322,3 +322,24 @@ async def test_round_blocked_by_a_concurrent_insert_fails_only_that_write(
         await observer.close()
         await other.close()
         await journal.aclose()
+
+
+async def test_sessions_turn_bitmap_scans_off_unless_told_otherwise(
+    postgres_dsn: str, postgres_table: str
+) -> None:
+    # Without statistics (a new or fast-growing table) the planner may answer each replay
+    # page with a bitmap scan plus a sort of the whole rest of the log: a replay quadratic in
+    # the log's length. The journal's sessions rule that plan out; the caller can override.
+    async def setting(journal: PostgresJournal) -> str:
+        pool = await journal._get_pool()
+        async with pool.acquire() as connection:
+            value: str = await connection.fetchval("SHOW enable_bitmapscan")
+        return value
+
+    async with PostgresJournal(postgres_dsn, table=postgres_table) as journal:
+        assert await setting(journal) == "off"
+    overridden = PostgresJournal(
+        postgres_dsn, table=postgres_table, server_settings={"enable_bitmapscan": "on"}
+    )
+    async with overridden:
+        assert await setting(overridden) == "on"

@@ -149,6 +149,30 @@ async def test_concurrent_writes_share_commits(journal: SQLiteJournal) -> None:
     assert stats.rounds <= 100, stats  # 50 writers wait together: rounds hold many writes
 
 
+@pytest.mark.parametrize("conflict", [False, True])
+@pytest.mark.parametrize("size", [128, 256, 300])
+async def test_rounds_longer_than_one_statement_commit_whole(
+    journal: SQLiteJournal, size: int, conflict: bool
+) -> None:
+    # A round of more than one multi-row statement (128 rows) is one transaction, whether its
+    # last statement is full or shorter; a conflict in it fails only its own write.
+    await journal.write(make_entries("taken", 1, 1))
+    writes = [make_entries(f"w{n}", 1, size // 4) for n in range(4)]
+    if conflict:
+        writes.append([JournalEntry("taken", 1, b"x", "test")])
+    results = await asyncio.gather(
+        journal.write(make_entries("first", 1, 1)),  # the idle path: the others queue
+        *(journal.write(entries) for entries in writes),
+        return_exceptions=True,
+    )
+    expected = ["NoneType"] * 5 + (["SequenceConflict"] if conflict else [])
+    assert [type(r).__name__ for r in results] == expected
+    for n in range(4):
+        assert await _sequence_nrs(journal, f"w{n}") == list(range(1, size // 4 + 1))
+    stats = journal.statistics()
+    assert stats.rounds == 3, stats  # "taken", "first", then the queued writes together
+
+
 async def test_conflict_in_a_round_fails_only_that_write(journal: SQLiteJournal) -> None:
     await journal.write(make_entries("taken", 1, 1))
     results = await asyncio.gather(

@@ -5,7 +5,9 @@ it with CorruptEntry."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -220,6 +222,28 @@ async def test_a_corrupt_payload_stops_the_entity_with_corrupt_entry(
     assert len(failures) == 1
     message = str(failures[0].exc_info[1])
     assert "'e'" in message and "sequence_nr 2" in message and "msgpack" in message
+
+
+async def test_a_row_of_the_wrong_type_stops_the_entity_with_corrupt_entry(
+    system: ActorSystem,
+    sqlite_journal: SQLiteJournal,
+    sqlite_path: Path,
+    recorder: Callable[[str], Recorder],
+    caplog: Any,
+) -> None:
+    await sqlite_journal.write([stored("e", 1, "fine"), stored("e", 2, "damaged")])
+    with sqlite3.connect(sqlite_path) as raw:  # another program damages the file
+        raw.execute(
+            "UPDATE casty_journal SET payload = 'text' WHERE persistence_id = 'e'"
+            " AND sequence_nr = 2"
+        )
+    ref = system.spawn(log_entity(sqlite_journal), "e")
+    watcher = recorder("watcher")
+    watcher.watch(ref)
+    await watcher.wait_for(lambda m: m == [Terminated(ref)])
+    failures = [r for r in caplog.records if r.exc_info and r.exc_info[0] is CorruptEntry]
+    assert len(failures) == 1
+    assert "sequence_nr 2" in str(failures[0].exc_info[1])
 
 
 async def test_an_unknown_serializer_is_a_corrupt_entry(

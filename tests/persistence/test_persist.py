@@ -164,6 +164,27 @@ async def test_many_concurrent_commands_share_few_writes(
     assert [len(write) for write in controlled.controls.writes] == [1, 49]
 
 
+async def test_entities_answering_command_after_command_share_commits(
+    system: ActorSystem, sqlite_journal: SQLiteJournal
+) -> None:
+    # Each entity writes again a few event-loop turns after its write returned (it replies,
+    # its client sends the next command): the journal waits for them, so each wave of 20
+    # writes is one round, not a first write alone and the rest after it.
+    refs = [system.spawn(log_entity(sqlite_journal, f"e{n}"), f"e{n}") for n in range(20)]
+    for ref in refs:
+        await system.ask(ref, Get)  # recovered
+    before = sqlite_journal.statistics()
+
+    async def client(ref: Any) -> None:
+        for k in range(5):
+            assert await append(system, ref, str(k)) == tuple(str(j) for j in range(k + 1))
+
+    await asyncio.gather(*(client(ref) for ref in refs))
+    after = sqlite_journal.statistics()
+    assert after.writes - before.writes == 100
+    assert after.rounds - before.rounds <= 6  # 5 waves; the first may start alone
+
+
 async def test_a_query_through_empty_persisted_waits_for_earlier_events(
     system: ActorSystem, controlled: ControlledJournal, recorder: Callable[[str], Recorder]
 ) -> None:
@@ -340,6 +361,47 @@ async def test_on_command_returning_another_behavior_fails_the_actor(
     ref.tell("anything")
     await watcher.wait_for(lambda m: m == [Terminated(ref)])
     assert "on_command returned" in caplog.text
+
+
+async def test_a_failing_command_handler_first_writes_the_open_batch(
+    system: ActorSystem,
+    controlled: ControlledJournal,
+    recorder: Callable[[str], Recorder],
+    caplog: Any,
+) -> None:
+    def on_command(ctx: ActorContext[Any], state: Log, command: Any) -> Behavior[Any]:
+        if command == "boom":
+            raise RuntimeError("boom")
+        reply_to = command.reply_to
+        return Behaviors.persisted(
+            Appended(command.items[0]), then=lambda s: reply_to.tell(s.items)
+        )
+
+    ref = system.spawn(
+        event_sourced(
+            entity_id="e",
+            journal=controlled,
+            initial_state=Log(),
+            on_event=on_event,
+            on_command=on_command,
+        ),
+        "e",
+    )
+    watcher = recorder("watcher")
+    watcher.watch(ref)
+    probe = recorder("probe")
+    controls = controlled.controls
+    controls.hold_writes = asyncio.Event()
+    ref.tell(Append(("a",), probe.ref))
+    await wait_until(lambda: controls.waiting == 1)
+    ref.tell(Append(("b",), probe.ref))  # queued: opens the next batch
+    ref.tell("boom")  # raises while that batch is open
+    controls.hold_writes.set()
+    # The batch of "b" is still written and answered; then the actor fails (and stops).
+    await watcher.wait_for(lambda m: m == [Terminated(ref)])
+    assert probe.messages == [("a",), ("a", "b")]
+    assert [len(write) for write in controls.writes] == [1, 1]
+    assert "RuntimeError('boom')" in caplog.text
 
 
 async def test_a_url_journal_belongs_to_the_entity(system: ActorSystem, tmp_path: Path) -> None:

@@ -260,3 +260,33 @@ async def test_recovers_from_snapshot_and_events_on_postgresql(
     async with reopened, ActorSystem(name="pg-two") as system:
         ref = system.spawn(log_entity(reopened, snapshot_policy=policy), "e")
         assert await system.ask(ref, Get) == tuple(str(n) for n in range(8))
+
+
+async def test_recovery_streams_page_after_page(system: ActorSystem, sqlite_path: Path) -> None:
+    # Pages of 3 events: recovery reads 11 events in four pages, and a page that ends exactly
+    # at the last event (9 of them) still ends the stream.
+    async with SQLiteJournal(sqlite_path, replay_page_size=3) as journal:
+        ref = system.spawn(log_entity(journal), "e")
+        await append(system, ref, *(str(n) for n in range(9)))
+        await system.stop(ref)
+        again = system.spawn(log_entity(journal, "e2", persistence_id="e"), "e2")
+        assert await system.ask(again, Get) == tuple(str(n) for n in range(9))
+        assert await append(system, again, "9", "10") == tuple(str(n) for n in range(11))
+        await system.stop(again)
+        third = system.spawn(log_entity(journal, "e3", persistence_id="e"), "e3")
+        assert await system.ask(third, Get) == tuple(str(n) for n in range(11))
+
+
+@pytest.mark.postgres
+async def test_recovery_streams_page_after_page_on_postgresql(
+    postgres_dsn: str, postgres_table: str
+) -> None:
+    journal = as_journal(postgres_dsn, table=postgres_table, replay_page_size=3)
+    async with journal, ActorSystem(name="pg-pages") as system:
+        ref = system.spawn(log_entity(journal), "e")
+        await append(system, ref, *(str(n) for n in range(10)))
+        await journal.delete_to("e", 2)  # recovery skips deleted events
+        await system.stop(ref)
+        again = system.spawn(log_entity(journal, "e2", persistence_id="e"), "e2")
+        assert await system.ask(again, Get) == tuple(str(n) for n in range(2, 10))
+        assert await append(system, again, "10") == tuple(str(n) for n in range(2, 11))
