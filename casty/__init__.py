@@ -30,7 +30,6 @@ from casty.actors import (
     Terminated,
     TimerScheduler,
 )
-from casty.client import ClusterClient
 from casty.cluster.events import (
     ClusterDomainEvent,
     LeaderChanged,
@@ -54,6 +53,7 @@ from casty.serializers import as_serializer
 from casty.transports import as_transport
 
 if TYPE_CHECKING:
+    from casty.client import ClusterClient
     from casty.sharding.messages import ShardEnvelope
 
 __version__ = "0.1.0"
@@ -107,12 +107,19 @@ __all__ = [
 
 if not TYPE_CHECKING:  # type checkers see the import above, and flag misspelt names
 
-    def __getattr__(name: str) -> Any:
-        # Sharding is imported on first use: a node that does not shard (a cluster node
-        # process, a client) starts without it.
-        if name == "ShardEnvelope":
-            from casty.sharding.messages import ShardEnvelope
+    _LAZY = {
+        "ShardEnvelope": ("casty.sharding.messages", "ShardEnvelope"),
+        "ClusterClient": ("casty.client", "ClusterClient"),
+    }
 
-            globals()[name] = ShardEnvelope
-            return ShardEnvelope
+    def __getattr__(name: str) -> Any:
+        # Sharding and the client are imported on first use: a node that does not shard (a
+        # cluster node process, a client) starts without them.
+        if name in _LAZY:
+            import importlib
+
+            module, attr = _LAZY[name]
+            value = getattr(importlib.import_module(module), attr)
+            globals()[name] = value
+            return value
         raise AttributeError(f"module 'casty' has no attribute {name!r}")

@@ -40,6 +40,7 @@ CastyError
 │   └── ReplicationTimeout (also TimeoutError)  min_acks replicas did not confirm in time
 └── CoordinationError
     ├── LeaseExpired                    a lock or permit lease ran out before release
+    ├── AcquireTimeout (also TimeoutError)  a lock or permit stayed busy for the whole wait
     └── BarrierBroken                   a barrier participant died or the barrier timed out
 ```
 
@@ -51,6 +52,7 @@ original.
 from __future__ import annotations
 
 __all__ = [
+    "AcquireTimeout",
     "ActorError",
     "ActorStopped",
     "AskTimeout",
@@ -250,6 +252,10 @@ class CoordinationError(CastyError):
 
 class LeaseExpired(CoordinationError):
     """A lock or permit lease expired before this holder released it; its fencing token is void."""
+
+
+class AcquireTimeout(CoordinationError, TimeoutError):
+    """A lock or permit was not granted within the acquire's timeout."""
 
 
 class BarrierBroken(CoordinationError):

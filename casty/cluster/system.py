@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from casty.abc import Address, Discovery, Serializer, Transport
 from casty.actors.ref import ActorRef
@@ -17,6 +17,9 @@ from casty.cluster.member import UniqueAddress
 from casty.discovery import as_discovery
 from casty.errors import ClusterError, ConfigurationError, NodeDowned, QuorumNotReached
 from casty.remote import ActorAddress, RemoteActorSystem, RemoteSettings
+
+if TYPE_CHECKING:
+    from casty.distributed import Distributed
 
 __all__ = ["TOPOLOGY_PATH", "ClusteredActorSystem"]
 
@@ -170,6 +173,7 @@ class ClusteredActorSystem(RemoteActorSystem):
         self._cluster: Cluster | None = None
         self._topology_refs: dict[Address, ActorRef[Any]] = {}
         self._leave_on_shutdown = True
+        self._distributed: Distributed | None = None
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -193,6 +197,30 @@ class ClusteredActorSystem(RemoteActorSystem):
     def self_node(self) -> UniqueAddress:
         """This node's address and incarnation (known once started)."""
         return UniqueAddress(self.node_address, self.incarnation)
+
+    def distributed(self) -> Distributed:
+        """The coordination facade (locks, barriers); see `casty.distributed.Distributed`.
+
+        The first call spawns this node's regions of the internal sharded types; later calls
+        return the same facade. Call it on every member that should host coordination entities.
+
+        Raises:
+            ResourceClosed: the system is stopped.
+        """
+        if self._distributed is None:
+            from casty.distributed import Distributed  # the cluster does not need it otherwise
+
+            self._distributed = Distributed(self)
+        return self._distributed
+
+    async def barrier(self, name: str, n: int, *, timeout: float = 60.0) -> int:
+        """Wait until ``n`` participants reached barrier ``name``; see `Distributed.barrier`.
+
+        Raises:
+            BarrierBroken: the timeout passed or a waiting participant's node was downed.
+            ConfigurationError: a bad argument.
+        """
+        return await self.distributed().barrier(name, n, timeout=timeout)
 
     async def leave(self, timeout: float | None = None) -> bool:
         """Leave the cluster gracefully; see `Cluster.leave`."""
