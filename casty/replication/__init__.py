@@ -5,6 +5,8 @@
 - `replica_store`: the actor on each node that stores pushed entries (fenced by epoch).
 - `most_advanced_replica`: the replica to promote when a primary is lost.
 - `casty.replication.protocol`: the messages between them.
+- `casty.replication.sharded`: how ``Behaviors.sharded(..., replication=..., journal=...)``
+  binds its entities' journals to their shard's replicas and epoch.
 """
 
 from casty.replication.config import ReplicationConfig

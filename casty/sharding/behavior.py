@@ -6,10 +6,12 @@ import asyncio
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from casty.abc import Journal
 from casty.actors.behaviors import Behavior
 from casty.actors.context import ActorContext
 from casty.actors.ref import ActorRef
 from casty.errors import JoinRefused, ShardingError, ShardUnavailable
+from casty.replication.config import ReplicationConfig
 from casty.sharding.allocation import ShardAllocationStrategy
 from casty.sharding.entities import entity_id_of
 from casty.sharding.messages import GetShardRegionState, Passivate, ShardRegionState
@@ -33,8 +35,9 @@ def sharded(
     remember_entities: bool = False,
     allocation_strategy: ShardAllocationStrategy[str] | None = None,
     buffer_size: int = 100_000,
-    replication: object | None = None,
+    replication: ReplicationConfig | None = None,
     settings: ShardingSettings | None = None,
+    journal: Journal | None = None,
 ) -> Behavior[Any]:
     """The shard region of a sharded type; spawn it on every node (also ``Behaviors.sharded``).
 
@@ -72,8 +75,15 @@ def sharded(
         buffer_size: most messages a region holds while their shard has no reachable home
             (moving, unknown, or on an unreachable node); more become dead letters, and each
             `DeadLetter` says why.
-        replication: reserved for the replication layer; only None is accepted in this build.
+        replication: a `ReplicationConfig` to replicate the entities' events to other nodes
+            (``docs/replication.md``): the coordinator gives each shard ``replicas`` replica
+            regions, an entity's ``Behaviors.event_sourced(journal=...)`` writes through them
+            at the shard's epoch, and a lost primary's shard moves to one of its replicas.
+            None (the default) replicates nothing.
         settings: timings (`ShardingSettings`).
+        journal: with ``replication``, required: this node's `Journal`, where its replica
+            store keeps the replicas it holds; the entities must use the same object in
+            ``event_sourced(journal=...)``. Must be None without ``replication``.
 
     Returns:
         The region's behavior (messages: `ShardEnvelope`, `StartEntity`,
@@ -92,6 +102,7 @@ def sharded(
         buffer_size=buffer_size,
         replication=replication,
         settings=settings,
+        journal=journal,
     )
     return region_behavior(spec)
 

@@ -24,7 +24,7 @@ epoch) is told to stop it (`Handoff`), so a shard never runs in two regions for 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final, final
 
 from casty.abc import Address
@@ -399,6 +399,7 @@ class _Coordinator:
         for shard_id in list(self.waiting):
             if self.table.owner(shard_id) is None:
                 self.serve_waiting(shard_id)
+        self.top_up_replicas()
 
     def on_register_proxy(self, msg: RegisterProxy) -> None:
         if not self.compatible(msg.proxy, msg.type_name, msg.num_shards, msg.hash_version):
@@ -502,17 +503,53 @@ class _Coordinator:
             return  # kept waiting: a region registering or coming up retries
         waiting = self.waiting.get(shard_id)
         requester = next(iter(waiting), "") if waiting else ""
-        key = self.strategy.allocate_shard(requester, shard_id, current)
+        # A replicated shard goes to one of its replicas: only they hold its events. The first
+        # slot is promoted (not an asked "most advanced" one, which would cost a round trip
+        # per entity): with min_acks == replicas every replica holds every acknowledged event.
+        key = next((r for r in self.table.replicas(shard_id) if r in current), None)
+        if key is None:
+            key = self.strategy.allocate_shard(requester, shard_id, current)
         if key is None or key not in current:
             return
         epoch = self.table.allocate(shard_id, key)
+        self.choose_replicas(shard_id, key, current)
         self.starting[shard_id] = self.clock.monotonic()
         self.send_host(shard_id, key, epoch)
         self.changed()
 
+    def choose_replicas(self, shard_id: int, owner: str, current: Iterable[str]) -> bool:
+        """Fill ``shard_id``'s replica slots from ``current`` (not its owner); True if changed."""
+        config = self.spec.replication
+        if config is None:
+            return False
+        before = self.table.replicas(shard_id)
+        chosen = self.table.choose_replicas(shard_id, owner, current, config.replicas)
+        if chosen == before:
+            return False
+        self.table.set_replicas(shard_id, chosen)
+        return True
+
+    def top_up_replicas(self) -> None:
+        """Restore the replica count of allocated shards that lost a replica (or never had
+        enough), telling each owner its new replicas (`HostShard` at the same epoch)."""
+        config = self.spec.replication
+        if config is None or self.phase != _ACTIVE:
+            return
+        current = self.eligible()
+        for key in sorted(self.table.regions):
+            for shard_id in sorted(self.table.shards_of(key)):
+                if shard_id in self.handoffs or len(self.table.replicas(shard_id)) >= min(
+                    config.replicas, len(current) - (key in current)
+                ):
+                    continue
+                if self.choose_replicas(shard_id, key, current):
+                    self.send_host(shard_id, key, self.table.epoch(shard_id))
+                    self.changed()
+
     def send_host(self, shard_id: int, key: str, epoch: int) -> None:
         ref = self.region_ref(key)
-        ref.tell(HostShard(shard_id, epoch))
+        replicas = tuple(self.region_ref(r) for r in self.table.replicas(shard_id))
+        ref.tell(HostShard(shard_id, epoch, replicas))
         entity_ids = self.remembered.get(shard_id)
         if entity_ids:
             ref.tell(RememberedEntities(shard_id, epoch, tuple(sorted(entity_ids))))
@@ -559,6 +596,8 @@ class _Coordinator:
     def on_rebalance(self, msg: _Rebalance) -> None:
         if self.view.unreachable:
             return  # an unreachable region would never acknowledge
+        if self.spec.replication is not None:
+            return  # a replicated shard's events are on its replicas only: it stays put
         current = self.eligible()
         moving = frozenset(self.handoffs) | frozenset(self.starting)
         for shard_id in sorted(self.strategy.rebalance(current, moving)):
@@ -670,6 +709,7 @@ class _Coordinator:
         for shard_id in sorted(freed):
             self.starting.pop(shard_id, None)
             self.after_unallocated(shard_id)
+        self.top_up_replicas()
         self.changed()
 
     # -- topology -----------------------------------------------------------------------------

@@ -165,10 +165,15 @@ class ShardHome:
 
 @dataclass(frozen=True, slots=True)
 class HostShard:
-    """Coordinator to region: start hosting ``shard_id`` at ``epoch``; answer `ShardStarted`."""
+    """Coordinator to region: start hosting ``shard_id`` at ``epoch``; answer `ShardStarted`.
+
+    With replication, ``replicas`` are the shard's replica regions (sent again, at the same
+    epoch, when they change); the region pushes its entities' events to their replica stores.
+    """
 
     shard_id: int
     epoch: int
+    replicas: tuple[RefLike, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,8 @@ from casty.cluster.events import MemberRemoved, TopologySnapshot
 from casty.cluster.protocol import SetShardAllocations
 from casty.errors import ConfigurationError, InvalidActorName, ShardUnavailable
 from casty.remote.address import ActorAddress
+from casty.replication.replica import replica_store
+from casty.replication.sharded import REPLICA_STORE_NAME, ShardReplicas, binding_shard
 from casty.sharding.control import (
     CoordinatorHandover,
     CoordinatorStateCopy,
@@ -142,12 +144,14 @@ class _LeaveRequest:
 class _Shard:
     """A shard this region hosts."""
 
-    __slots__ = ("entities", "epoch", "handoff_to", "shard_id")
+    __slots__ = ("entities", "epoch", "handoff_to", "replication", "shard_id")
 
     def __init__(self, shard_id: int, epoch: int) -> None:
         self.shard_id = shard_id
         self.epoch = epoch
         self.entities: set[str] = set()
+        # With replication: the shard's epoch and replica stores, shared with its entities.
+        self.replication: ShardReplicas | None = None
         # Set while the shard is handed off: where `ShardStopped` goes once it is empty.
         self.handoff_to: RefLike | None = None
 
@@ -263,6 +267,9 @@ class _Region:
 
         self.exit_hook = hand_off_before_exit
         self.system.cluster.add_exit_hook(hand_off_before_exit)
+        if self.spec.journal is not None:
+            # This node's replica store: primaries of other nodes push their events here.
+            self.ctx.spawn(replica_store(self.spec.journal), REPLICA_STORE_NAME)
 
     def on_signal(self, ctx: ActorContext[Any], signal: Signal) -> None:
         if not isinstance(signal, PostStop | PreRestart):
@@ -346,7 +353,11 @@ class _Region:
     def start_entity(self, shard: _Shard, entity_id: str) -> EntityRecord | None:
         ctx = self.ctx
         try:
-            behavior = self.spec.entity_factory(entity_id)
+            if shard.replication is None:
+                behavior = self.spec.entity_factory(entity_id)
+            else:
+                with binding_shard(shard.replication):
+                    behavior = self.spec.entity_factory(entity_id)
             ref = ctx.spawn(behavior, child_name(entity_id))
         except Exception:
             log.exception("%s: the entity factory failed for %r", self.log_prefix, entity_id)
@@ -630,20 +641,36 @@ class _Region:
         if msg.epoch < self.epochs[shard_id]:
             return
         self.epochs[shard_id] = msg.epoch
-        self.host(shard_id, msg.epoch)
+        self.host(shard_id, msg.epoch, msg.replicas)
 
-    def host(self, shard_id: int, epoch: int) -> None:
+    def host(self, shard_id: int, epoch: int, replicas: tuple[RefLike, ...] | None = None) -> None:
         shard = self.hosted.get(shard_id)
         if shard is None:
             shard = self.hosted[shard_id] = _Shard(shard_id, epoch)
         elif shard.handoff_to is not None:
             return  # still stopping from a handoff; the coordinator re-sends later
         shard.epoch = max(shard.epoch, epoch)
+        self.set_replicas(shard, replicas)
         self.homes[shard_id] = shard
         self.parked.pop(shard_id, None)
         if self.coordinator is not None:
             self.coordinator.tell(ShardStarted(shard_id, shard.epoch, self.me))
         self.flush(shard_id)
+
+    def set_replicas(self, shard: _Shard, replicas: tuple[RefLike, ...] | None) -> None:
+        """Record the shard's epoch and (when given) its replica regions' stores."""
+        journal, config = self.spec.journal, self.spec.replication
+        if journal is None or config is None:
+            return
+        state = shard.replication
+        if state is None:
+            state = shard.replication = ShardReplicas(journal, config, self.system, shard.epoch)
+        state.epoch = shard.epoch
+        if replicas is not None:
+            state.stores = tuple(
+                self.system.resolve(f"{getattr(r, 'address', r)}/{REPLICA_STORE_NAME}")
+                for r in replicas
+            )
 
     def on_remembered(self, msg: RememberedEntities) -> None:
         shard = self.hosted.get(msg.shard_id)

@@ -7,8 +7,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from casty.abc import Journal
 from casty.actors.behaviors import Behavior
 from casty.errors import ConfigurationError
+from casty.replication.config import ReplicationConfig
 from casty.sharding.allocation import ShardAllocationStrategy
 from casty.sharding.hashing import HASH_VERSION
 
@@ -76,9 +78,10 @@ class TypeSpec:
     remember_entities: bool
     allocation_strategy: ShardAllocationStrategy[str] | None
     buffer_size: int
-    replication: object | None
+    replication: ReplicationConfig | None
     settings: ShardingSettings
     hash_version: int = HASH_VERSION
+    journal: Journal | None = None  # the node's journal (replication's replica store)
 
     @classmethod
     def build(
@@ -93,6 +96,7 @@ class TypeSpec:
         buffer_size: int,
         replication: object | None,
         settings: ShardingSettings | None,
+        journal: object | None = None,
     ) -> TypeSpec:
         """Check every argument of `casty.sharding.sharded` (see there for the errors)."""
         if not callable(entity_factory):
@@ -119,12 +123,17 @@ class TypeSpec:
             )
         if type(buffer_size) is not int or buffer_size < 1:
             raise ConfigurationError(f"buffer_size must be an int >= 1, got {buffer_size!r}")
-        if replication is not None:
-            # Stored for the replication layer, which does not exist in this build: refusing
-            # is better than silently running without the replicas the caller asked for.
+        if replication is not None and not isinstance(replication, ReplicationConfig):
             raise ConfigurationError(
-                "replication= is not available yet in this build of casty; pass None"
+                f"replication must be a ReplicationConfig or None, got {replication!r}"
             )
+        if replication is not None and not isinstance(journal, Journal):
+            raise ConfigurationError(
+                "replication= needs journal=: the node's Journal (the one the entities use), "
+                f"where this node keeps the replicas it holds; got {journal!r}"
+            )
+        if replication is None and journal is not None:
+            raise ConfigurationError("journal= is only used with replication=; pass None")
         if settings is None:
             settings = ShardingSettings()
         elif not isinstance(settings, ShardingSettings):
@@ -139,4 +148,5 @@ class TypeSpec:
             buffer_size=buffer_size,
             replication=replication,
             settings=settings,
+            journal=journal if isinstance(journal, Journal) else None,
         )
