@@ -37,14 +37,12 @@ import statistics
 import tempfile
 import time
 import tracemalloc
-import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import aiosqlite
 import asyncpg
+from _journal_bench import RawPostgres, RawSQLite, emit, fresh_id, timed
 
 from casty.abc import Journal, JournalEntry
 from casty.actors import ActorContext, ActorRef, ActorSystem, Behavior, Behaviors
@@ -55,7 +53,6 @@ from casty.serializers import as_serializer
 ENTITIES = 100
 DEEP = 10  # asks in flight per entity in the "deep" run
 RECOVERY_EVENTS = 100_000
-COLUMNS = "persistence_id, sequence_nr, epoch, timestamp_ms, serializer, manifest, payload"
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
@@ -99,29 +96,6 @@ MANIFEST = _SERIALIZER.manifest(Added(1))
 
 def row(persistence_id: str, sequence_nr: int) -> tuple[Any, ...]:
     return (persistence_id, sequence_nr, 0, 1, "msgpack", MANIFEST, PAYLOAD)
-
-
-def fresh_id() -> str:
-    return uuid.uuid4().hex[:12]
-
-
-def emit(name: str, ours: float, baseline: float, unit: str, runs: int) -> None:
-    record = {
-        "name": name,
-        "ours": round(ours, 1),
-        "baseline": round(baseline, 1),
-        "ratio": round(ours / baseline, 3),
-        "unit": unit,
-        "runs": runs,
-    }
-    print(json.dumps(record), flush=True)
-
-
-async def timed(action: Callable[[], Awaitable[int]]) -> float:
-    """Events per second of ``action``, which returns how many events it handled."""
-    start = time.perf_counter()
-    count = await action()
-    return count / (time.perf_counter() - start)
 
 
 # -- our side -----------------------------------------------------------------------------------
@@ -195,114 +169,6 @@ async def recovery_peak(journal: Journal, persistence_id: str, count: int) -> fl
         tracemalloc.stop()
 
 
-# -- raw drivers --------------------------------------------------------------------------------
-
-
-class RawSQLite:
-    def __init__(self, path: Path, synchronous: str) -> None:
-        self.path, self.synchronous = path, synchronous
-        self.insert = f"INSERT INTO raw ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-
-    async def __aenter__(self) -> RawSQLite:
-        self.db = await aiosqlite.connect(self.path)
-        await self.db.execute("PRAGMA journal_mode = WAL")
-        await self.db.execute(f"PRAGMA synchronous = {self.synchronous}")
-        await self.db.execute(
-            "CREATE TABLE raw (persistence_id TEXT NOT NULL, sequence_nr INTEGER NOT NULL,"
-            " epoch INTEGER NOT NULL, timestamp_ms INTEGER NOT NULL, serializer TEXT NOT NULL,"
-            " manifest TEXT NOT NULL, payload BLOB NOT NULL,"
-            " PRIMARY KEY (persistence_id, sequence_nr))"
-        )
-        await self.db.commit()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.db.close()
-
-    async def single(self, count: int) -> int:
-        persistence_id = fresh_id()
-        for nr in range(1, count + 1):
-            await self.db.execute(self.insert, row(persistence_id, nr))
-            await self.db.commit()
-        return count
-
-    async def batches(self, count: int) -> int:
-        prefix = fresh_id()
-        for nr in range(1, count // ENTITIES + 1):
-            await self.db.executemany(
-                self.insert, [row(f"{prefix}-{n}", nr) for n in range(ENTITIES)]
-            )
-            await self.db.commit()
-        return count
-
-    async def fill(self, persistence_id: str, count: int) -> None:
-        await self.db.executemany(
-            self.insert, [row(persistence_id, nr) for nr in range(1, count + 1)]
-        )
-        await self.db.commit()
-
-    async def select(self, persistence_id: str) -> int:
-        rows = await self.db.execute_fetchall(
-            f"SELECT {COLUMNS} FROM raw WHERE persistence_id = ? ORDER BY sequence_nr",
-            (persistence_id,),
-        )
-        count = 0
-        for _ in rows:
-            count += 1
-        return count
-
-
-class RawPostgres:
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-        self.table = f"casty_bench_es_raw_{fresh_id()}"
-        self.insert = f"INSERT INTO {self.table} ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-
-    async def __aenter__(self) -> RawPostgres:
-        self.connection = await asyncpg.connect(self.dsn)
-        await self.connection.execute(
-            f"CREATE TABLE {self.table} (persistence_id TEXT NOT NULL, sequence_nr BIGINT"
-            " NOT NULL, epoch BIGINT NOT NULL, timestamp_ms BIGINT NOT NULL, serializer TEXT"
-            " NOT NULL, manifest TEXT NOT NULL, payload BYTEA NOT NULL,"
-            " PRIMARY KEY (persistence_id, sequence_nr))"
-        )
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.connection.execute(f"DROP TABLE {self.table}")
-        await self.connection.close()
-
-    async def single(self, count: int) -> int:
-        persistence_id = fresh_id()
-        for nr in range(1, count + 1):
-            await self.connection.execute(self.insert, *row(persistence_id, nr))
-        return count
-
-    async def batches(self, count: int) -> int:
-        prefix = fresh_id()
-        for nr in range(1, count // ENTITIES + 1):
-            async with self.connection.transaction():
-                await self.connection.executemany(
-                    self.insert, [row(f"{prefix}-{n}", nr) for n in range(ENTITIES)]
-                )
-        return count
-
-    async def fill(self, persistence_id: str, count: int) -> None:
-        await self.connection.copy_records_to_table(
-            self.table, records=[row(persistence_id, nr) for nr in range(1, count + 1)]
-        )
-
-    async def select(self, persistence_id: str) -> int:
-        rows = await self.connection.fetch(
-            f"SELECT {COLUMNS} FROM {self.table} WHERE persistence_id = $1 ORDER BY sequence_nr",
-            persistence_id,
-        )
-        count = 0
-        for _ in rows:
-            count += 1
-        return count
-
-
 # -- the figures --------------------------------------------------------------------------------
 
 
@@ -322,27 +188,27 @@ async def report_all(
         ours_b.append(await ours_concurrent(journal, per_entity, 1))
         ours_deep.append(await ours_concurrent(journal, per_entity, DEEP))
         raw_batch.append(await timed(lambda: raw.batches(ENTITIES * per_entity)))
-    emit(f"{backend}.sequential_persist", median(ours_a), median(raw_single), "events/s", runs)
+    emit(f"{backend}.sequential_persist", median(ours_a), median(raw_single), "events/s", runs=runs)
     emit(
         f"{backend}.concurrent_persist_vs_single",
         median(ours_b),
         median(raw_single),
         "events/s",
-        runs,
+        runs=runs,
     )
     emit(
         f"{backend}.concurrent_persist_vs_batch",
         median(ours_b),
         median(raw_batch),
         "events/s",
-        runs,
+        runs=runs,
     )
     emit(
         f"{backend}.concurrent_deep_vs_batch",
         median(ours_deep),
         median(raw_batch),
         "events/s",
-        runs,
+        runs=runs,
     )
 
     count = max(10_000, int(RECOVERY_EVENTS * scale))
@@ -355,19 +221,23 @@ async def report_all(
         ours_c.append(await timed(lambda: ours_recovery(journal, persistence_id, count)))
         raw_c.append(await timed(lambda: raw.select(persistence_id)))
         replay_c.append(await timed(lambda: journal_replay(journal, persistence_id)))
-    emit(f"{backend}.recovery", median(ours_c), median(raw_c), "events/s", runs)
+    emit(f"{backend}.recovery", median(ours_c), median(raw_c), "events/s", runs=runs)
     emit(
-        f"{backend}.recovery_vs_journal_replay", median(ours_c), median(replay_c), "events/s", runs
+        f"{backend}.recovery_vs_journal_replay",
+        median(ours_c),
+        median(replay_c),
+        "events/s",
+        runs=runs,
     )
     large = await recovery_peak(journal, persistence_id, count)
     small = await recovery_peak(journal, small_id, count // 10)
-    emit(f"{backend}.recovery_peak_memory", large, small, "bytes", 1)
+    emit(f"{backend}.recovery_peak_memory", large, small, "bytes", runs=1)
 
 
 async def bench_sqlite(runs: int, synchronous: Literal["FULL", "NORMAL"], scale: float) -> None:
     with tempfile.TemporaryDirectory(dir=os.environ.get("CASTY_BENCH_DIR")) as directory:
         journal = SQLiteJournal(Path(directory) / "journal.db", synchronous=synchronous)
-        async with journal, RawSQLite(Path(directory) / "raw.db", synchronous) as raw:
+        async with journal, RawSQLite(Path(directory) / "raw.db", synchronous, row) as raw:
             await report_all(f"sqlite_{synchronous.lower()}", journal, raw, runs, scale)
 
 
@@ -379,7 +249,7 @@ async def bench_postgres(runs: int, dsn: str, scale: float) -> None:
         return
     table = f"casty_bench_es_{fresh_id()}"
     try:
-        async with PostgresJournal(dsn, table=table) as journal, RawPostgres(dsn) as raw:
+        async with PostgresJournal(dsn, table=table) as journal, RawPostgres(dsn, row) as raw:
             await report_all("postgres", journal, raw, runs, scale)
     finally:
         await probe.execute(f"DROP TABLE IF EXISTS {table}, {table}_snapshots")

@@ -35,13 +35,12 @@ import statistics
 import tempfile
 import time
 import tracemalloc
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import aiosqlite
 import asyncpg
+from _journal_bench import RawPostgres, RawSQLite, emit, fresh_id, timed
 
 from casty.abc import Journal, JournalEntry
 from casty.journals.postgres import PostgresJournal
@@ -50,7 +49,6 @@ from casty.journals.sqlite import SQLiteJournal
 PAYLOAD = b"x" * 100
 WRITERS = 100
 REPLAY_EVENTS = 100_000
-COLUMNS = "persistence_id, sequence_nr, epoch, timestamp_ms, serializer, manifest, payload"
 
 
 def entry(persistence_id: str, sequence_nr: int) -> JournalEntry:
@@ -59,28 +57,6 @@ def entry(persistence_id: str, sequence_nr: int) -> JournalEntry:
 
 def row(persistence_id: str, sequence_nr: int) -> tuple[Any, ...]:
     return (persistence_id, sequence_nr, 0, 1, "msgpack", "bench:Event", PAYLOAD)
-
-
-def emit(name: str, ours: float, baseline: float, unit: str) -> None:
-    record = {
-        "name": name,
-        "ours": round(ours, 1),
-        "baseline": round(baseline, 1),
-        "ratio": round(ours / baseline, 3),
-        "unit": unit,
-    }
-    print(json.dumps(record), flush=True)
-
-
-def fresh_id() -> str:
-    return uuid.uuid4().hex[:12]
-
-
-async def timed(action: Callable[[], Awaitable[int]]) -> float:
-    """Events per second of ``action``, which returns how many events it handled."""
-    start = time.perf_counter()
-    count = await action()
-    return count / (time.perf_counter() - start)
 
 
 async def paired(
@@ -148,62 +124,10 @@ async def ours_replay(journal: Journal, persistence_id: str) -> int:
 # SQLite
 
 
-class RawSQLite:
-    def __init__(self, path: Path, synchronous: str) -> None:
-        self.path, self.synchronous = path, synchronous
-        self.insert = f"INSERT INTO raw ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-
-    async def __aenter__(self) -> RawSQLite:
-        self.db = await aiosqlite.connect(self.path)
-        await self.db.execute("PRAGMA journal_mode = WAL")
-        await self.db.execute(f"PRAGMA synchronous = {self.synchronous}")
-        await self.db.execute(
-            "CREATE TABLE IF NOT EXISTS raw (persistence_id TEXT NOT NULL, sequence_nr INTEGER"
-            " NOT NULL, epoch INTEGER NOT NULL, timestamp_ms INTEGER NOT NULL, serializer TEXT"
-            " NOT NULL, manifest TEXT NOT NULL, payload BLOB NOT NULL,"
-            " PRIMARY KEY (persistence_id, sequence_nr))"
-        )
-        await self.db.commit()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.db.close()
-
-    async def single(self, count: int) -> int:
-        persistence_id = fresh_id()
-        for nr in range(1, count + 1):
-            await self.db.execute(self.insert, row(persistence_id, nr))
-            await self.db.commit()
-        return count
-
-    async def batches(self, count: int) -> int:
-        prefix = fresh_id()
-        for nr in range(1, count // WRITERS + 1):
-            await self.db.executemany(
-                self.insert, [row(f"{prefix}-{n}", nr) for n in range(WRITERS)]
-            )
-            await self.db.commit()
-        return count
-
-    async def fill(self, persistence_id: str, count: int) -> None:
-        await self.db.executemany(self.insert, [row(persistence_id, nr) for nr in range(count)])
-        await self.db.commit()
-
-    async def select(self, persistence_id: str) -> int:
-        rows = await self.db.execute_fetchall(
-            f"SELECT {COLUMNS} FROM raw WHERE persistence_id = ? ORDER BY sequence_nr",
-            (persistence_id,),
-        )
-        count = 0
-        for _ in rows:
-            count += 1
-        return count
-
-
 async def bench_sqlite(runs: int, synchronous: Literal["FULL", "NORMAL"], scale: float) -> None:
     with tempfile.TemporaryDirectory(dir=os.environ.get("CASTY_BENCH_DIR")) as directory:
         journal = SQLiteJournal(Path(directory) / "journal.db", synchronous=synchronous)
-        async with journal, RawSQLite(Path(directory) / "raw.db", synchronous) as raw:
+        async with journal, RawSQLite(Path(directory) / "raw.db", synchronous, row) as raw:
             await report_all("sqlite", journal, raw, runs, scale)
 
 
@@ -211,76 +135,11 @@ async def bench_sqlite(runs: int, synchronous: Literal["FULL", "NORMAL"], scale:
 # PostgreSQL
 
 
-class RawPostgres:
-    def __init__(self, dsn: str, pool_size: int) -> None:
-        self.dsn, self.pool_size = dsn, pool_size
-        self.table = f"casty_bench_raw_{fresh_id()}"
-        self.insert = f"INSERT INTO {self.table} ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-
-    async def __aenter__(self) -> RawPostgres:
-        self.connection = await asyncpg.connect(self.dsn)
-        self.pool = await asyncpg.create_pool(
-            self.dsn, min_size=self.pool_size, max_size=self.pool_size
-        )
-        await self.connection.execute(
-            f"CREATE TABLE {self.table} (persistence_id TEXT NOT NULL, sequence_nr BIGINT"
-            " NOT NULL, epoch BIGINT NOT NULL, timestamp_ms BIGINT NOT NULL, serializer TEXT"
-            " NOT NULL, manifest TEXT NOT NULL, payload BYTEA NOT NULL,"
-            " PRIMARY KEY (persistence_id, sequence_nr))"
-        )
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.connection.execute(f"DROP TABLE {self.table}")
-        await self.connection.close()
-        await self.pool.close()
-
-    async def single(self, count: int) -> int:
-        persistence_id = fresh_id()
-        for nr in range(1, count + 1):
-            await self.connection.execute(self.insert, *row(persistence_id, nr))
-        return count
-
-    async def batches(self, count: int) -> int:
-        prefix = fresh_id()
-        for nr in range(1, count // WRITERS + 1):
-            async with self.connection.transaction():
-                await self.connection.executemany(
-                    self.insert, [row(f"{prefix}-{n}", nr) for n in range(WRITERS)]
-                )
-        return count
-
-    async def pooled(self, per_writer: int) -> int:
-        prefix = fresh_id()
-
-        async def writer(n: int) -> None:
-            for nr in range(1, per_writer + 1):
-                await self.pool.execute(self.insert, *row(f"{prefix}-{n}", nr))
-
-        await asyncio.gather(*(writer(n) for n in range(WRITERS)))
-        return WRITERS * per_writer
-
-    async def fill(self, persistence_id: str, count: int) -> None:
-        await self.connection.copy_records_to_table(
-            self.table, records=[row(persistence_id, nr) for nr in range(count)]
-        )
-
-    async def select(self, persistence_id: str) -> int:
-        rows = await self.connection.fetch(
-            f"SELECT {COLUMNS} FROM {self.table} WHERE persistence_id = $1 ORDER BY sequence_nr",
-            persistence_id,
-        )
-        count = 0
-        for _ in rows:
-            count += 1
-        return count
-
-
 async def bench_postgres(runs: int, dsn: str, scale: float) -> None:
     table = f"casty_bench_{fresh_id()}"
     journal = PostgresJournal(dsn, table=table)
     try:
-        async with journal, RawPostgres(dsn, pool_size=10) as raw:
+        async with journal, RawPostgres(dsn, row, pool_size=10) as raw:
             await report_all("postgres", journal, raw, runs, scale)
     finally:
         connection = await asyncpg.connect(dsn)

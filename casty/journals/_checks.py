@@ -14,7 +14,9 @@ __all__ = [
     "check_bound",
     "check_id",
     "check_limit",
+    "check_replay",
     "check_snapshot",
+    "check_snapshot_query",
     "check_write",
     "entry_error",
     "make_entry",
@@ -185,6 +187,47 @@ def check_id(persistence_id: object) -> str:
         raise ConfigurationError(str(exc)) from None
     assert isinstance(persistence_id, str)
     return persistence_id
+
+
+def check_replay(
+    persistence_id: object, from_sequence_nr: object, to_sequence_nr: object, limit: object
+) -> tuple[str, int, int, int]:
+    """Check the arguments of `Journal.replay`: ``(persistence_id, low, high, limit)``.
+
+    The bounds are clamped as by `check_bound`; a ``None`` limit becomes MAX_SEQUENCE_NR.
+
+    Raises:
+        ConfigurationError: as `check_id`, `check_bound` and `check_limit`.
+    """
+    return (
+        check_id(persistence_id),
+        check_bound(from_sequence_nr, "from_sequence_nr"),
+        check_bound(to_sequence_nr, "to_sequence_nr"),
+        check_limit(limit),
+    )
+
+
+def check_snapshot_query(
+    persistence_id: object,
+    max_sequence_nr: object,
+    min_sequence_nr: object,
+    max_timestamp_ms: object,
+) -> tuple[str, int, int, int]:
+    """Check the arguments of `Journal.load_snapshot`: ``(persistence_id, low, high, newest)``.
+
+    The bounds are clamped as by `check_bound`; a ``None`` ``max_timestamp_ms`` becomes
+    MAX_SEQUENCE_NR (no limit).
+
+    Raises:
+        ConfigurationError: as `check_id` and `check_bound`.
+    """
+    persistence_id = check_id(persistence_id)
+    high = check_bound(max_sequence_nr, "max_sequence_nr")
+    low = check_bound(min_sequence_nr, "min_sequence_nr")
+    newest = MAX_SEQUENCE_NR
+    if max_timestamp_ms is not None:
+        newest = check_bound(max_timestamp_ms, "max_timestamp_ms")
+    return persistence_id, low, high, newest
 
 
 _new = object.__new__

@@ -14,8 +14,9 @@ from casty.errors import ConfigurationError, ResourceClosed, SequenceConflict, S
 from casty.journals._checks import (
     check_bound,
     check_id,
-    check_limit,
+    check_replay,
     check_snapshot,
+    check_snapshot_query,
     check_write,
 )
 from casty.registry import BackendURL
@@ -141,10 +142,9 @@ class InMemoryJournal(Journal):
         limit: int | None = None,
     ) -> AsyncIterator[JournalEntry]:
         """Stream the entries in the inclusive range; see `Journal.replay`."""
-        persistence_id = check_id(persistence_id)
-        low = check_bound(from_sequence_nr, "from_sequence_nr")
-        high = check_bound(to_sequence_nr, "to_sequence_nr")
-        remaining = check_limit(limit)
+        persistence_id, low, high, remaining = check_replay(
+            persistence_id, from_sequence_nr, to_sequence_nr, limit
+        )
         while remaining > 0 and low <= high:
             log = self._log(persistence_id)
             if log is None:
@@ -190,12 +190,10 @@ class InMemoryJournal(Journal):
         max_timestamp_ms: int | None = None,
     ) -> SnapshotEntry | None:
         """The snapshot with the highest sequence number within the inclusive bounds."""
-        high = check_bound(max_sequence_nr, "max_sequence_nr")
-        low = check_bound(min_sequence_nr, "min_sequence_nr")
-        newest = MAX_SEQUENCE_NR
-        if max_timestamp_ms is not None:
-            newest = check_bound(max_timestamp_ms, "max_timestamp_ms")
-        log = self._log(check_id(persistence_id))
+        persistence_id, low, high, newest = check_snapshot_query(
+            persistence_id, max_sequence_nr, min_sequence_nr, max_timestamp_ms
+        )
+        log = self._log(persistence_id)
         if log is None:
             return None
         eligible = [

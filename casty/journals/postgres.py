@@ -27,8 +27,9 @@ from casty.errors import (
 from casty.journals._checks import (
     check_bound,
     check_id,
-    check_limit,
+    check_replay,
     check_snapshot,
+    check_snapshot_query,
     check_write,
     entry_error,
     make_entry,
@@ -659,10 +660,9 @@ class PostgresJournal(Journal):
 
         Each page borrows a pool connection only while it is fetched. See `Journal.replay`.
         """
-        persistence_id = check_id(persistence_id)
-        low = check_bound(from_sequence_nr, "from_sequence_nr")
-        high = check_bound(to_sequence_nr, "to_sequence_nr")
-        remaining = check_limit(limit)
+        persistence_id, low, high, remaining = check_replay(
+            persistence_id, from_sequence_nr, to_sequence_nr, limit
+        )
         while remaining > 0 and low <= high:
             page = min(remaining, self._page_size)
             rows = await self._fetch(self._sql_replay, persistence_id, low, high, page)
@@ -717,12 +717,9 @@ class PostgresJournal(Journal):
             CorruptEntry: the stored snapshot has an empty serializer name.
             JournalUnavailable: the server failed or timed out.
         """
-        persistence_id = check_id(persistence_id)
-        high = check_bound(max_sequence_nr, "max_sequence_nr")
-        low = check_bound(min_sequence_nr, "min_sequence_nr")
-        newest = MAX_SEQUENCE_NR
-        if max_timestamp_ms is not None:
-            newest = check_bound(max_timestamp_ms, "max_timestamp_ms")
+        persistence_id, low, high, newest = check_snapshot_query(
+            persistence_id, max_sequence_nr, min_sequence_nr, max_timestamp_ms
+        )
         rows = await self._fetch(
             "SELECT sequence_nr, payload, serializer, manifest, timestamp_ms"
             f" FROM {self._table}_snapshots WHERE persistence_id = $1"

@@ -26,8 +26,9 @@ from casty.errors import (
 from casty.journals._checks import (
     check_bound,
     check_id,
-    check_limit,
+    check_replay,
     check_snapshot,
+    check_snapshot_query,
     check_write,
     entry_error,
     make_entry,
@@ -549,10 +550,9 @@ class SQLiteJournal(Journal):
         No statement stays open between pages, so a slow consumer holds no lock.
         See `Journal.replay`.
         """
-        persistence_id = check_id(persistence_id)
-        low = check_bound(from_sequence_nr, "from_sequence_nr")
-        high = check_bound(to_sequence_nr, "to_sequence_nr")
-        remaining = check_limit(limit)
+        persistence_id, low, high, remaining = check_replay(
+            persistence_id, from_sequence_nr, to_sequence_nr, limit
+        )
         while remaining > 0 and low <= high:
             page = min(remaining, self._page_size)
             rows = await self._fetch(_REPLAY, (persistence_id, low, high, page))
@@ -608,12 +608,9 @@ class SQLiteJournal(Journal):
             CorruptEntry: the stored snapshot row has columns of the wrong type.
             JournalUnavailable: the file failed.
         """
-        persistence_id = check_id(persistence_id)
-        high = check_bound(max_sequence_nr, "max_sequence_nr")
-        low = check_bound(min_sequence_nr, "min_sequence_nr")
-        newest = MAX_SEQUENCE_NR
-        if max_timestamp_ms is not None:
-            newest = check_bound(max_timestamp_ms, "max_timestamp_ms")
+        persistence_id, low, high, newest = check_snapshot_query(
+            persistence_id, max_sequence_nr, min_sequence_nr, max_timestamp_ms
+        )
         rows = await self._fetch(_LOAD_SNAPSHOT, (persistence_id, low, high, newest))
         if not rows:
             return None

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, final
 
-from casty.abc import MAX_SEQUENCE_NR, Journal, JournalEntry, SnapshotEntry
+from casty.abc import Journal, JournalEntry
 from casty.errors import (
     AskTimeout,
     ConfigurationError,
@@ -15,6 +15,7 @@ from casty.errors import (
     ReplicationTimeout,
     StaleEpoch,
 )
+from casty.replication._reads import LocalReads
 from casty.replication.config import ReplicationConfig
 from casty.replication.protocol import ReplicaBehind, ReplicaFenced, Replicate, Replicated
 
@@ -29,7 +30,7 @@ _batches = itertools.count(1)
 
 
 @final
-class ReplicatedJournal(Journal):
+class ReplicatedJournal(LocalReads):
     """The journal of a primary: writes go to ``local``, then to replica stores, then count.
 
     Pass it as the ``journal`` of ``Behaviors.event_sourced`` (with the entity's ``epoch``, the
@@ -81,9 +82,6 @@ class ReplicatedJournal(Journal):
     def local(self) -> Journal:
         """The primary's own journal."""
         return self._local
-
-    async def open(self) -> None:
-        await self._local.open()
 
     async def write(self, entries: Sequence[JournalEntry]) -> None:
         await self._local.write(entries)
@@ -158,40 +156,6 @@ class ReplicatedJournal(Journal):
         if not chunk:
             raise ReplicationError(f"{pid}: the local journal no longer holds {start}..{last}")
         return tuple(chunk)
-
-    def replay(
-        self,
-        persistence_id: str,
-        from_sequence_nr: int = 1,
-        to_sequence_nr: int = MAX_SEQUENCE_NR,
-        limit: int | None = None,
-    ) -> AsyncIterator[JournalEntry]:
-        return self._local.replay(persistence_id, from_sequence_nr, to_sequence_nr, limit)
-
-    async def highest_sequence_nr(self, persistence_id: str) -> int:
-        return await self._local.highest_sequence_nr(persistence_id)
-
-    async def delete_to(self, persistence_id: str, to_sequence_nr: int) -> None:
-        await self._local.delete_to(persistence_id, to_sequence_nr)
-
-    async def save_snapshot(self, snapshot: SnapshotEntry) -> None:
-        await self._local.save_snapshot(snapshot)
-
-    async def load_snapshot(
-        self,
-        persistence_id: str,
-        max_sequence_nr: int = MAX_SEQUENCE_NR,
-        min_sequence_nr: int = 0,
-        max_timestamp_ms: int | None = None,
-    ) -> SnapshotEntry | None:
-        return await self._local.load_snapshot(
-            persistence_id, max_sequence_nr, min_sequence_nr, max_timestamp_ms
-        )
-
-    async def delete_snapshots(
-        self, persistence_id: str, max_sequence_nr: int, min_sequence_nr: int = 0
-    ) -> None:
-        await self._local.delete_snapshots(persistence_id, max_sequence_nr, min_sequence_nr)
 
     async def aclose(self) -> None:
         """Nothing to release: ``local`` belongs to the caller, who closes it."""

@@ -10,13 +10,14 @@ region it changes nothing. See ``docs/replication.md``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, final
 
-from casty.abc import MAX_SEQUENCE_NR, Journal, JournalEntry, SnapshotEntry
+from casty.abc import Journal, JournalEntry
 from casty.errors import ConfigurationError, ReplicationError
+from casty.replication._reads import LocalReads
 from casty.replication.config import ReplicationConfig
 from casty.replication.replicator import ReplicatedJournal
 
@@ -91,7 +92,7 @@ def bind_entity_journal(journal: Journal | str, epoch: int) -> tuple[Journal | s
 
 
 @final
-class ShardJournal(Journal):
+class ShardJournal(LocalReads):
     """The journal of a replicated shard's entity: ``write`` goes through `ReplicatedJournal`.
 
     The stores are read at each write from the shared `ShardReplicas`, so a replica the
@@ -106,9 +107,6 @@ class ShardJournal(Journal):
         self._replicas = replicas
         self._local = replicas.journal
         self._cached: tuple[tuple[ActorRef[Any], ...], ReplicatedJournal] | None = None
-
-    async def open(self) -> None:
-        await self._local.open()
 
     async def write(self, entries: Sequence[JournalEntry]) -> None:
         replicas = self._replicas
@@ -125,40 +123,6 @@ class ShardJournal(Journal):
                 ReplicatedJournal(self._local, stores, replicas.config, replicas.system),
             )
         await cached[1].write(entries)
-
-    def replay(
-        self,
-        persistence_id: str,
-        from_sequence_nr: int = 1,
-        to_sequence_nr: int = MAX_SEQUENCE_NR,
-        limit: int | None = None,
-    ) -> AsyncIterator[JournalEntry]:
-        return self._local.replay(persistence_id, from_sequence_nr, to_sequence_nr, limit)
-
-    async def highest_sequence_nr(self, persistence_id: str) -> int:
-        return await self._local.highest_sequence_nr(persistence_id)
-
-    async def delete_to(self, persistence_id: str, to_sequence_nr: int) -> None:
-        await self._local.delete_to(persistence_id, to_sequence_nr)
-
-    async def save_snapshot(self, snapshot: SnapshotEntry) -> None:
-        await self._local.save_snapshot(snapshot)
-
-    async def load_snapshot(
-        self,
-        persistence_id: str,
-        max_sequence_nr: int = MAX_SEQUENCE_NR,
-        min_sequence_nr: int = 0,
-        max_timestamp_ms: int | None = None,
-    ) -> SnapshotEntry | None:
-        return await self._local.load_snapshot(
-            persistence_id, max_sequence_nr, min_sequence_nr, max_timestamp_ms
-        )
-
-    async def delete_snapshots(
-        self, persistence_id: str, max_sequence_nr: int, min_sequence_nr: int = 0
-    ) -> None:
-        await self._local.delete_snapshots(persistence_id, max_sequence_nr, min_sequence_nr)
 
     async def aclose(self) -> None:
         """Nothing to release: the node's journal belongs to the caller, who closes it."""

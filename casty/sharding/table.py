@@ -158,13 +158,7 @@ class ShardAllocationTable:
         if region not in self._shards:
             raise ShardingError(f"cannot allocate shard {shard_id} to unregistered {region!r}")
         epoch = self.epoch(shard_id) + 1
-        self._owner[shard_id] = region
-        self._shards[region].add(shard_id)
-        self._epochs[shard_id] = epoch
-        replicas = self._replicas.get(shard_id, ())
-        if region in replicas:
-            self._set_replicas(shard_id, tuple(r for r in replicas if r != region))
-        self.version += 1
+        self._place(shard_id, region, epoch)
         return epoch
 
     def begin_handoff(self, shard_id: int) -> str:
@@ -306,13 +300,7 @@ class ShardAllocationTable:
                 stale.append((owner, shard_id, known))
                 self._shards[owner].remove(shard_id)
                 self._handoff.discard(shard_id)
-            self._owner[shard_id] = region
-            self._shards[region].add(shard_id)
-            self._epochs[shard_id] = epoch
-            replicas = self._replicas.get(shard_id, ())
-            if region in replicas:
-                self._set_replicas(shard_id, tuple(r for r in replicas if r != region))
-            self.version += 1
+            self._place(shard_id, region, epoch)
         return stale
 
     @classmethod
@@ -464,6 +452,16 @@ class ShardAllocationTable:
         if owner is None:
             raise ShardingError(f"shard {shard_id} is not allocated")
         return owner
+
+    def _place(self, shard_id: int, region: str, epoch: int) -> None:
+        """Make ``region`` the shard's owner at ``epoch``; an owner is never its own replica."""
+        self._owner[shard_id] = region
+        self._shards[region].add(shard_id)
+        self._epochs[shard_id] = epoch
+        replicas = self._replicas.get(shard_id, ())
+        if region in replicas:
+            self._set_replicas(shard_id, tuple(r for r in replicas if r != region))
+        self.version += 1
 
     def _set_replicas(self, shard_id: int, replicas: tuple[str, ...]) -> None:
         if replicas:

@@ -8,31 +8,12 @@ a reason; with ``CASTY_REQUIRE_POSTGRES=1`` they fail instead, so CI cannot pass
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-
-def _postgres_dsn() -> str:
-    dsn = os.environ.get("CASTY_TEST_POSTGRES_DSN", "")
-    if not dsn:
-        reason = "CASTY_TEST_POSTGRES_DSN is not set"
-        if os.environ.get("CASTY_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"{reason}, and CASTY_REQUIRE_POSTGRES=1 requires PostgreSQL runs")
-        pytest.skip(reason)
-    return dsn
-
-
-async def _drop_tables(dsn: str, table: str) -> None:
-    import asyncpg
-
-    connection = await asyncpg.connect(dsn)
-    try:
-        await connection.execute(f"DROP TABLE IF EXISTS {table}, {table}_snapshots")
-    finally:
-        await connection.close()
+from casty.testing._postgres import drop_journal_tables, require_postgres_dsn
 
 
 @pytest.fixture(scope="session")
@@ -41,8 +22,8 @@ def postgres_journal_url() -> Iterator[str]:
 
     The tables are dropped when the session ends, so runs never collide or accumulate.
     """
-    dsn = _postgres_dsn()
+    dsn = require_postgres_dsn()
     table = f"casty_test_{uuid.uuid4().hex[:12]}"
     separator = "&" if "?" in dsn else "?"
     yield f"{dsn}{separator}table={table}"
-    asyncio.run(_drop_tables(dsn, table))
+    asyncio.run(drop_journal_tables(dsn, table))

@@ -26,6 +26,7 @@ from es_domain import (
     on_event,
 )
 
+from casty.abc import Journal
 from casty.actors import (
     ActorContext,
     ActorRef,
@@ -52,6 +53,20 @@ async def append(system: ActorSystem, ref: Any, *items: str) -> Any:
     return await system.ask(ref, lambda reply_to: Append(items, reply_to), timeout=5.0)
 
 
+def spawn_log(system: ActorSystem, journal: Journal, on_command: Any) -> ActorRef[Any]:
+    """Spawn entity ``"e"``: a `Log` built by ``on_event``, commands handled by ``on_command``."""
+    return system.spawn(
+        event_sourced(
+            entity_id="e",
+            journal=journal,
+            initial_state=Log(),
+            on_event=on_event,
+            on_command=on_command,
+        ),
+        "e",
+    )
+
+
 async def test_then_runs_only_after_the_write_returned(
     system: ActorSystem, controlled: ControlledJournal
 ) -> None:
@@ -67,16 +82,7 @@ async def test_then_runs_only_after_the_write_returned(
 
         return Behaviors.persisted(Appended(command.items[0]), then=then)
 
-    ref = system.spawn(
-        event_sourced(
-            entity_id="e",
-            journal=controlled,
-            initial_state=Log(),
-            on_event=on_event,
-            on_command=on_command,
-        ),
-        "e",
-    )
+    ref = spawn_log(system, controlled, on_command)
     reply = asyncio.ensure_future(append(system, ref, "a"))
     await wait_until(lambda: controls.waiting == 1)
     assert not reply.done() and durable_when_called == []
@@ -101,16 +107,7 @@ async def test_then_sees_the_events_in_the_sqlite_file(
 
         return Behaviors.persisted([Appended(i) for i in command.items], then=then)
 
-    ref = system.spawn(
-        event_sourced(
-            entity_id="e",
-            journal=sqlite_journal,
-            initial_state=Log(),
-            on_event=on_event,
-            on_command=on_command,
-        ),
-        "e",
-    )
+    ref = spawn_log(system, sqlite_journal, on_command)
     assert await append(system, ref, "a") == ("a",)
     assert await append(system, ref, "b", "c") == ("a", "b", "c")
     assert rows_seen == [1, 3]
@@ -284,16 +281,7 @@ async def test_async_command_handler_and_callbacks(
             return Behaviors.persisted((), then=then)
         return Behaviors.persisted([Appended(i) for i in command.items], then=then)
 
-    ref = system.spawn(
-        event_sourced(
-            entity_id="e",
-            journal=controlled,
-            initial_state=Log(),
-            on_event=on_event,
-            on_command=on_command,
-        ),
-        "e",
-    )
+    ref = spawn_log(system, controlled, on_command)
     replies = await asyncio.gather(*(append(system, ref, str(n)) for n in range(5)))
     assert sorted(len(r) for r in replies) == [1, 2, 3, 4, 5]
     assert await system.ask(ref, Get) == ("0", "1", "2", "3", "4")
@@ -312,16 +300,7 @@ async def test_async_failure_callbacks_are_awaited_in_order(
         event = Opaque(object()) if command == "unencodable" else Appended(command)
         return Behaviors.persisted(event, on_failure=on_failure)
 
-    ref = system.spawn(
-        event_sourced(
-            entity_id="e",
-            journal=controlled,
-            initial_state=Log(),
-            on_event=on_event,
-            on_command=on_command,
-        ),
-        "e",
-    )
+    ref = spawn_log(system, controlled, on_command)
     controls = controlled.controls
     controls.hold_writes = asyncio.Event()
     ref.tell("a")
@@ -377,16 +356,7 @@ async def test_a_failing_command_handler_first_writes_the_open_batch(
             Appended(command.items[0]), then=lambda s: reply_to.tell(s.items)
         )
 
-    ref = system.spawn(
-        event_sourced(
-            entity_id="e",
-            journal=controlled,
-            initial_state=Log(),
-            on_event=on_event,
-            on_command=on_command,
-        ),
-        "e",
-    )
+    ref = spawn_log(system, controlled, on_command)
     watcher = recorder("watcher")
     watcher.watch(ref)
     probe = recorder("probe")

@@ -4,7 +4,6 @@ objects, processes and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +20,7 @@ from casty.journals import as_journal
 from casty.journals.sqlite import SQLiteJournal
 from casty.persistence import SnapshotPolicy
 from casty.testing import wait_until
+from casty.testing._postgres import drop_journal_tables, require_postgres_dsn
 
 HERE = Path(__file__).resolve().parent
 
@@ -218,26 +218,14 @@ async def test_a_new_process_recovers_exactly_the_state(
 
 @pytest.fixture
 def postgres_dsn() -> str:
-    dsn = os.environ.get("CASTY_TEST_POSTGRES_DSN", "")
-    if not dsn:
-        reason = "CASTY_TEST_POSTGRES_DSN is not set"
-        if os.environ.get("CASTY_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"{reason}, and CASTY_REQUIRE_POSTGRES=1 requires PostgreSQL runs")
-        pytest.skip(reason)
-    return dsn
+    return require_postgres_dsn()
 
 
 @pytest_asyncio.fixture
 async def postgres_table(postgres_dsn: str) -> AsyncIterator[str]:
-    import asyncpg
-
     table = f"casty_es_{uuid.uuid4().hex[:12]}"
     yield table
-    connection = await asyncpg.connect(postgres_dsn)
-    try:
-        await connection.execute(f"DROP TABLE IF EXISTS {table}, {table}_snapshots")
-    finally:
-        await connection.close()
+    await drop_journal_tables(postgres_dsn, table)
 
 
 @pytest.mark.postgres
