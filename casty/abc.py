@@ -304,6 +304,10 @@ class Journal(ABC):
 # --------------------------------------------------------------------------------------------
 
 
+#: Receives a batch of frames, in order (see `Connection.receive_into`).
+FrameHandler = Callable[[list[bytes]], None]
+
+
 class Connection(ABC):
     """A bidirectional stream of frames (byte strings) with one peer.
 
@@ -311,8 +315,8 @@ class Connection(ABC):
     frame and the transport writes everything queued in one event-loop turn together. `drain`
     applies backpressure. One task at a time may receive; any task may send.
 
-    Implementing: every abstract member; ``__aiter__`` has a default built on `receive_many`.
-    `casty.testing.TransportContract` must pass.
+    Implementing: every abstract member; ``__aiter__`` and `receive_into` have defaults built
+    on `receive_many`. `casty.testing.TransportContract` must pass.
     """
 
     #: The frame size limit in bytes, for both directions.
@@ -375,6 +379,30 @@ class Connection(ABC):
         while batch := await self.receive_many():
             for frame in batch:
                 yield frame
+
+    async def receive_into(self, handler: FrameHandler) -> None:
+        """Hand every incoming frame to ``handler`` until the stream ends (push mode).
+
+        ``handler(frames)`` gets the frames in order, in batches: first those already received,
+        then each batch as it arrives. It runs on the event loop and must not block or receive
+        from this connection. A transport that can call it from its own read callback (every
+        built-in one does) saves the receiving task a wake-up per batch; this default receives
+        with `receive_many` in the calling task. Only one task at a time may receive.
+
+        Returns once the peer closed cleanly or `aclose` was called here, after every frame
+        received before that was handed over.
+
+        Raises:
+            ConnectionBroken: as in `receive_many`.
+            FrameTooLarge: as in `receive_many`.
+            Exception: whatever ``handler`` raised; frames arriving afterwards are not handed
+                over (close the connection).
+
+        Cancelling the caller stops the handing over; frames that arrive later are kept for
+        the next receiver.
+        """
+        while batch := await self.receive_many():
+            handler(batch)
 
     @abstractmethod
     async def aclose(self) -> None:

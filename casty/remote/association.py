@@ -47,6 +47,7 @@ from casty.errors import (
 from casty.remote.address import ActorAddress
 from casty.remote.envelope import (
     FRAME_ENVELOPES,
+    OP_ASK_FAILED,
     OP_HEARTBEAT,
     OP_HEARTBEAT_ACK,
     OP_SHUTDOWN,
@@ -70,11 +71,19 @@ __all__ = ["Association", "Refusal"]
 
 log = logging.getLogger("casty.remote")
 
-#: Entries the reader dispatches, and the writer encodes, per event-loop turn at most.
+#: Entries the writer encodes per event-loop turn at most.
 _ENTRIES_PER_TURN = 2048
 
 _KNOWN_OPS = frozenset(
-    {OP_WATCH, OP_UNWATCH, OP_TERMINATED, OP_HEARTBEAT, OP_HEARTBEAT_ACK, OP_SHUTDOWN}
+    {
+        OP_WATCH,
+        OP_UNWATCH,
+        OP_TERMINATED,
+        OP_HEARTBEAT,
+        OP_HEARTBEAT_ACK,
+        OP_SHUTDOWN,
+        OP_ASK_FAILED,
+    }
 )
 
 
@@ -181,7 +190,7 @@ class Association:
         if wake is not None:
             self._wake = None
             self._direct = False  # a queued entry must not be overtaken
-            wake.set_result(None)
+            wake.set_result(None)  # never done: `_detach` forgets the future it cancels
         elif self.conn is None:
             self.ensure_connector()
 
@@ -190,13 +199,17 @@ class Association:
         assert conn is not None
         self._direct = False
         chunk = [FRAME_ENVELOPES, path, message]
-        frames: list[tuple[bytes, list[Any]]] = []
-        self._encode(chunk, frames, conn.max_frame_size)
-        if not frames:  # dropped as a dead letter; nothing was sent
+        try:
+            frame = self.system._envelopes.encode(chunk)
+        except EncodeError:
+            frame = b""
+        if not frame or len(frame) > conn.max_frame_size:
+            # Encoding it again fails the same way, and drops it as a dead letter with the reason.
+            self._encode(chunk, [], conn.max_frame_size)
             self._direct = True
             return
         try:
-            conn.send(frames[0][0])
+            conn.send(frame)
         except TransportError:
             self._requeue(chunk[1:])  # the reader is about to notice and reconnect
             return
@@ -223,8 +236,9 @@ class Association:
                     try:
                         await wake
                     finally:
-                        self._wake = None
-                        self._direct = False
+                        if self._wake is wake:  # else `_kick` or `_detach` took it
+                            self._wake = None
+                            self._direct = False
                     continue
                 self.flush(conn)
                 await conn.drain()
@@ -359,6 +373,17 @@ class Association:
             del self.watching[subject.path]
             self.send_op(OP_UNWATCH, subject.path)
 
+    def ask_failed(self, path: str, reason: str, recipient: str) -> None:
+        """Tell the peer that a request carrying its ask reply ref ``path`` was dropped here for
+        ``reason`` on its way to ``recipient`` (`OP_ASK_FAILED`), so that the ask fails now.
+
+        Skipped while the peer is not connected (a lost peer fails its asks by itself) and
+        while its queue is full of messages (the notice would add to the overload): the ask
+        then ends at its timeout.
+        """
+        if self.conn is not None and self._queued < self._capacity:
+            self.send_op(OP_ASK_FAILED, [path, str(reason), recipient])
+
     def watched_actor_stopped(self, proxy: WatcherProxy) -> None:
         """A local actor the peer watches stopped: tell the peer, behind what it sent before."""
         if self.watched_by.get(proxy.path) is proxy:
@@ -382,6 +407,12 @@ class Association:
             return
         if op == OP_SHUTDOWN:
             self.declare_lost(RemoteDeadLetterReason.PEER_SHUT_DOWN, "the peer shut down")
+            return
+        if op == OP_ASK_FAILED:
+            if type(body) is not list or len(body) != 3 or set(map(type, body)) != {str}:
+                raise DecodeError(f"control operation {op} needs three strings, got {body!r}")
+            path, reason, recipient = body
+            self.system._peer_dropped_request(self, path, reason, recipient)
             return
         if type(body) is not str:
             raise DecodeError(f"control operation {op} needs an actor path, got {body!r}")
@@ -573,6 +604,9 @@ class Association:
     def _detach(self) -> None:
         self.conn = None
         self._direct = False
+        # The writer is cancelled below but runs only on a later loop turn: a tell in this turn
+        # must not complete the future it waits on (it is cancelled), but start a connector.
+        self._wake = None
         if self._turn is not None:
             self._turn.cancel()
             self._turn = None
@@ -606,21 +640,18 @@ class Association:
         self.detector = None
 
     async def run(self, conn: Connection) -> None:
-        """Read and dispatch ``conn``'s frames until it ends (the caller closes it)."""
-        dispatch = self.system._dispatch
+        """Dispatch ``conn``'s frames until it ends (the caller closes it).
+
+        Frames are dispatched as they arrive, from the transport's read callback
+        (`Connection.receive_into`, `RemoteActorSystem._dispatch_frames`): a request is
+        handled without waking this task. Each batch is what one socket read (or one memory
+        transport flush) delivered, so a large backlog is still dispatched in slices between
+        which the loop runs timers and other peers.
+        """
+        dispatch = self.system._dispatch_frames
         reason = "closed by the peer"
         try:
-            frames = await conn.receive_many()
-            while frames:
-                budget = _ENTRIES_PER_TURN
-                for frame in frames:
-                    budget -= dispatch(self, frame)
-                    if budget <= 0:
-                        # A large backlog would hold the loop for long: let actors, timers
-                        # and other peers run between slices of it.
-                        await asyncio.sleep(0)
-                        budget = _ENTRIES_PER_TURN
-                frames = await conn.receive_many()
+            await conn.receive_into(lambda frames: dispatch(self, frames))
         except DecodeError as exc:
             reason = f"protocol violation: {exc}"
             log.warning(

@@ -18,9 +18,9 @@ Envelopes, every frame after the handshake::
 
 A ``str`` recipient is the path of an actor on the receiving node and its body the message; an
 ``int`` recipient is a control operation (`OP_WATCH` ...) whose body is a plain value (an actor
-path, or 0). Entries are handled in order, so per-connection order is kept, control operations
-included. How message bodies are written depends on the serializer, which the handshake
-requires both nodes to share:
+path, 0, or for `OP_ASK_FAILED` an array of three strings). Entries are handled in order, so
+per-connection order is kept, control operations included. How message bodies are written
+depends on the serializer, which the handshake requires both nodes to share:
 
 - *inline*, for ``msgpack``: a message is written as the serializer's own MessagePack value,
   inside the array. The serializer encodes the whole frame in one call and decodes it in one
@@ -46,6 +46,7 @@ from casty.errors import DecodeError, EncodeError, HandshakeFailed
 
 __all__ = [
     "FRAME_ENVELOPES",
+    "OP_ASK_FAILED",
     "OP_HEARTBEAT",
     "OP_HEARTBEAT_ACK",
     "OP_SHUTDOWN",
@@ -63,7 +64,8 @@ __all__ = [
 ]
 
 #: The remoting protocol version; nodes of different versions refuse each other.
-PROTOCOL_VERSION: Final = 1
+#: 2: `OP_ASK_FAILED`.
+PROTOCOL_VERSION: Final = 2
 MAGIC: Final = "casty"
 
 FRAME_HELLO: Final = 0
@@ -83,6 +85,10 @@ OP_HEARTBEAT: Final = 4
 OP_HEARTBEAT_ACK: Final = 5
 #: Body: 0. The sender is shutting down: this incarnation will not come back.
 OP_SHUTDOWN: Final = 6
+#: Body: ``[path, reason, recipient]``: the sender dropped a message carrying the receiver's
+#: ask reply ref ``path`` (a ``/temp/`` path on the receiver) as a dead letter for ``reason``
+#: (a dead-letter reason) on its way to ``recipient`` (an address), so the ask can fail at once.
+OP_ASK_FAILED: Final = 7
 
 #: Serializers whose output is one MessagePack value and which decode arrays of such values.
 INLINE_SERIALIZERS: Final = frozenset({"msgpack"})

@@ -5,23 +5,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Coroutine
-from typing import Any, Final
+from collections.abc import Callable, Coroutine, Iterable
+from contextvars import Context
+from typing import Any, ClassVar, Final, final
 
-from casty.abc import Address, Connection, Listener, Serializer, Transport
+from casty._calm_log import CalmLog
+from casty.abc import Address, Connection, Listener, RefCodec, Serializer, Transport
+from casty.actors.ask import PromiseRef
 from casty.actors.cell import _TERMINATED, LocalActorRef
+from casty.actors.events import DeadLetterReason
 from casty.actors.ref import ActorRef
 from casty.actors.system import ActorSystem
 from casty.clock import Cancellable, Clock
 from casty.errors import (
+    ActorStopped,
+    CastyError,
     ConfigurationError,
     ConnectFailed,
     ConnectionBroken,
     DecodeError,
+    EncodeError,
     FrameTooLarge,
     HandshakeFailed,
+    MailboxFull,
     ResourceClosed,
+    StashOverflow,
     TransportError,
+    UnhandledMessage,
 )
 from casty.remote.address import SCHEME, ActorAddress
 from casty.remote.association import Association, Refusal
@@ -48,10 +58,78 @@ log = logging.getLogger("casty.remote")
 _LOCAL_CACHE_SIZE: Final = 4096
 _REMOTE_CACHE_SIZE: Final = 16384
 _MAX_INCARNATION: Final = 2**64 - 1
+_SCHEME_LENGTH: Final = len(SCHEME)
+
+
+#: The error an ask fails with when its request was dropped for a reason (a dead-letter reason,
+#: possibly from another node); `ActorStopped` for the reasons not listed.
+_ASK_FAILURES: Final[dict[str, type[CastyError]]] = {
+    DeadLetterReason.UNHANDLED: UnhandledMessage,
+    DeadLetterReason.MAILBOX_FULL: MailboxFull,
+    DeadLetterReason.STASH_OVERFLOW: StashOverflow,
+    RemoteDeadLetterReason.OUTBOUND_QUEUE_FULL: MailboxFull,
+    RemoteDeadLetterReason.HANDSHAKE_REFUSED: HandshakeFailed,
+    RemoteDeadLetterReason.CANNOT_ENCODE: EncodeError,
+    RemoteDeadLetterReason.MESSAGE_TOO_LARGE: FrameTooLarge,
+}
+#: Reasons after which no ask is failed: the dropped message is a reply, or unreadable.
+_NOT_A_REQUEST: Final = frozenset(
+    {DeadLetterReason.LATE_ASK_REPLY, RemoteDeadLetterReason.UNDECODABLE}
+)
+
+
+def _ask_failure(reason: str, text: str) -> CastyError:
+    return _ASK_FAILURES.get(reason, ActorStopped)(text)
+
+
+def _field_values(message: object) -> Iterable[object]:
+    """The top-level field values of ``message`` (a dataclass, tuple or plain object), where
+    an ask's reply ref travels."""
+    fields = getattr(type(message), "__dataclass_fields__", None)
+    if fields is not None:
+        return [getattr(message, name, None) for name in fields]
+    if isinstance(message, tuple):
+        return message
+    return list(getattr(message, "__dict__", {}).values())
+
+
+def _can_enter(context: Context) -> bool:
+    """Whether ``context`` can be entered here (it is not the one running this code)."""
+    try:
+        context.run(int)
+    except RuntimeError:
+        return False
+    return True
 
 
 def _unreachable(message: object) -> None:
     raise AssertionError("no recipient yet")  # the first entry never matches `last = None`
+
+
+@final
+class _RemoteRefCodec(RefCodec):
+    """`ActorRefCodec` with a shortcut for what a node decodes most: refs of other nodes, and
+    the one-off ``/temp/`` reply refs of asks that arrive in requests."""
+
+    ref_type: ClassVar[type] = ActorRef
+
+    def __init__(self, system: RemoteActorSystem) -> None:
+        self._system = system
+
+    def to_wire(self, ref: Any) -> str:
+        return str(ref.address)
+
+    def from_wire(self, address: str) -> ActorRef[Any]:
+        system = self._system
+        ref = system._remote_refs.get(address)
+        if ref is not None:
+            return ref
+        slash = address.find("/temp/", _SCHEME_LENGTH)
+        if slash > 0 and address.startswith(SCHEME):
+            association = system._by_root.get(address[:slash])
+            if association is not None:  # a peer's root (never this node's own)
+                return RemoteActorRef(association, address[slash:], address)
+        return system.resolve(address)
 
 
 class RemoteActorSystem(ActorSystem):
@@ -70,6 +148,10 @@ class RemoteActorSystem(ActorSystem):
     the initiator meant to reach and the peer's incarnation (refusals are logged on both sides;
     `associate` raises `HandshakeFailed`). Delivery is at most once and in order per pair of
     nodes; what cannot be delivered becomes a `DeadLetter` with a `RemoteDeadLetterReason`.
+    An ask whose request is dropped, on this node or on the remote one, fails at once rather
+    than at its timeout: `MailboxFull` (outbound queue or remote mailbox full), `ActorStopped`
+    (peer lost or quarantined, no such remote actor, actor stopped), `UnhandledMessage`,
+    `HandshakeFailed`, `EncodeError` or `FrameTooLarge`.
     See ``docs/remoting.md`` and `RemoteSettings` for the timeouts, bounds and backoff.
 
     Args:
@@ -121,7 +203,8 @@ class RemoteActorSystem(ActorSystem):
         self._settings = settings or RemoteSettings()
         self._transport = as_transport(transport)
         self._serializer = as_serializer(serializer)
-        self._envelopes = EnvelopeCodec(self._serializer, self.ref_codec)
+        self._remote_codec = _RemoteRefCodec(self)
+        self._envelopes = EnvelopeCodec(self._serializer, self._remote_codec)
         self._host = host
         self._port = port
         self._node = Address(host, port)
@@ -130,6 +213,8 @@ class RemoteActorSystem(ActorSystem):
         self._random = random.Random()
         self._listener: Listener | None = None
         self._serving = False  # bound and not shutting down: connectors may run
+        # Connections that never handshake (port scans, TCP health probes): 1 line per 10 s.
+        self._stray_log = CalmLog(log, self.clock.monotonic, 10.0)
         self._associations: dict[Address, Association] = {}
         self._by_root: dict[str, Association | None] = {}
         self._remote_refs: dict[str, RemoteActorRef[Any]] = {}
@@ -154,6 +239,11 @@ class RemoteActorSystem(ActorSystem):
     def incarnation(self) -> int:
         """This start's incarnation (0 before `start`)."""
         return self._incarnation
+
+    @property
+    def ref_codec(self) -> RefCodec:
+        """The `RefCodec` serializers use to write and read refs (of this node and of others)."""
+        return self._remote_codec
 
     @property
     def transport(self) -> Transport:
@@ -371,10 +461,88 @@ class RemoteActorSystem(ActorSystem):
         if watching:
             self._watching_changed()
 
+    # ---- asks whose request was dropped -------------------------------------------------------
+
+    def _dead_letter(self, message: object, recipient: ActorRef[Any], reason: str) -> None:
+        """Publish a dropped message and fail the asks waiting for a reply to it at once.
+
+        A local ask's promise among the message's top-level fields fails here when remoting
+        dropped the request (its reasons name the error precisely); an ask of another node
+        (a ``/temp/`` ref of a peer) is told with `OP_ASK_FAILED` (`Association.ask_failed`),
+        whatever dropped the request on this node.
+        """
+        if reason not in _NOT_A_REQUEST:
+            for value in _field_values(message):
+                if type(value) is PromiseRef:
+                    if type(reason) is RemoteDeadLetterReason:
+                        text = f"the request to {recipient.address} was dropped: {reason}"
+                        value.fail(_ask_failure(reason, text))
+                elif type(value) is RemoteActorRef and value.path.startswith("/temp/"):
+                    value._association.ask_failed(value.path, reason, recipient.address)
+        super()._dead_letter(message, recipient, reason)
+
+    def _peer_dropped_request(
+        self, association: Association, path: str, reason: str, recipient: str
+    ) -> None:
+        """A peer dropped a request whose reply ref is our ``path``: fail that ask now."""
+        promise = self._temp.get(path)
+        if promise is not None:
+            text = f"{association.root} dropped the request to {recipient}: {reason}"
+            promise.fail(_ask_failure(reason, text))
+
     # ---- inbound frames -----------------------------------------------------------------------
 
-    def _dispatch(self, association: Association, frame: bytes) -> int:
-        """Deliver every entry of an envelope frame, in order; return how many there were.
+    def _dispatch_frames(self, association: Association, frames: list[bytes]) -> None:
+        """Dispatch a batch of frames, then run the actors it woke, before returning.
+
+        A message to an idle actor schedules the actor's run with ``call_soon``, one loop
+        iteration later; here the runs scheduled while the batch is dispatched are collected
+        and made right after it, in this callback, as the loop would make them (in order, in
+        the given context, an error reported to the loop's exception handler). That saves a
+        request the loop iteration between its arrival and its handling. Only those first
+        runs: an actor that has more left after ``throughput`` messages, or that an inline
+        run wakes, is scheduled on the loop as usual.
+
+        Raises:
+            DecodeError: a protocol violation; the caller drops the connection (the runs
+                scheduled before it go to the loop).
+        """
+        runs: list[tuple[Callable[..., object], tuple[Any, ...], Context | None]] = []
+        call_soon = self._call_soon
+
+        def collect(
+            callback: Callable[..., object], *args: Any, context: Context | None = None
+        ) -> None:
+            runs.append((callback, args, context))
+
+        self._call_soon = collect  # type: ignore[assignment]
+        try:
+            for frame in frames:
+                self._dispatch(association, frame)
+        except BaseException:
+            for callback, args, context in runs:
+                call_soon(callback, *args, context=context)
+            raise
+        finally:
+            self._call_soon = call_soon
+        for callback, args, context in runs:
+            if context is not None and not _can_enter(context):
+                call_soon(callback, *args, context=context)  # we run inside it: leave it be
+                continue
+            try:
+                if context is None:
+                    callback(*args)
+                else:
+                    context.run(callback, *args)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:  # as asyncio's Handle._run reports it
+                self._loop.call_exception_handler(
+                    {"message": f"Exception in callback {callback!r}", "exception": exc}
+                )
+
+    def _dispatch(self, association: Association, frame: bytes) -> None:
+        """Deliver every entry of an envelope frame, in order.
 
         Raises:
             DecodeError: a protocol violation; the caller drops the connection.
@@ -382,6 +550,7 @@ class RemoteActorSystem(ActorSystem):
         items, clean = self._envelopes.decode(frame)
         association.received += len(items) >> 1
         cache = self._local_refs
+        temp = self._temp
         entries = iter(items)
         next(entries)  # the tag
         # Runs of messages to one recipient (the common case) skip the lookup: no actor can
@@ -396,17 +565,18 @@ class RemoteActorSystem(ActorSystem):
                     self._undecodable(association, recipient, message)
                     continue
                 ref = cache.get(recipient)
-                if ref is None or ref._cell._status == _TERMINATED:
-                    tell = self._local_ref(recipient, ref).tell
-                else:
+                if ref is not None and ref._cell._status != _TERMINATED:
                     tell = ref.tell
+                else:
+                    # An ask's reply goes straight to the waiting future; no actor runs.
+                    promise = temp.get(recipient)
+                    tell = (promise or self._local_ref(recipient, ref)).tell
                 if clean:  # an unclean frame may hold an Undecodable later in the run
                     last = recipient
                 tell(message)
             else:
                 last = None
                 association.control(recipient, message)
-        return len(items) >> 1
 
     def _local_ref(self, path: str, stale: LocalActorRef[Any] | None) -> ActorRef[Any]:
         found = self._find(path)
@@ -514,10 +684,13 @@ class RemoteActorSystem(ActorSystem):
             async with asyncio.timeout(timeout):
                 frame = await conn.receive()
         except TimeoutError:
-            log.warning("refused a connection from %s: no handshake within %s s", peer, timeout)
+            message = "refused a connection from %s: no handshake within %s s"
+            self._stray_log.warning("timeout", message, peer, timeout)
             return
         except TransportError as exc:
-            log.warning("refused a connection from %s: %s", peer, exc)
+            self._stray_log.warning(
+                type(exc).__name__, "refused a connection from %s: %s", peer, exc
+            )
             return
         try:
             hello = decode_handshake(frame)
@@ -547,11 +720,15 @@ class RemoteActorSystem(ActorSystem):
         if not self._serving:
             return "this node is shutting down"
         if hello.system != self.name:
-            return f"system name mismatch: the peer is {hello.system!r}, this node is {self.name!r}"
+            # Worded so that it reads right in both nodes' logs (the reason goes to the peer).
+            return (
+                f"system name mismatch: the connecting node is {hello.system!r}, "
+                f"the accepting node is {self.name!r}"
+            )
         if hello.serializer != self._serializer.name:
             return (
-                f"serializer mismatch: the peer uses {hello.serializer!r}, "
-                f"this node uses {self._serializer.name!r}"
+                f"serializer mismatch: the connecting node uses {hello.serializer!r}, "
+                f"the accepting node uses {self._serializer.name!r}"
             )
         if (hello.to_host, hello.to_port) != (self._node.host, self._node.port):
             meant = Address(hello.to_host, hello.to_port)

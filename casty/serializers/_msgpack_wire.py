@@ -22,8 +22,8 @@ stack (a crash, not an exception). Codes are wire format: never renumber them.
 from __future__ import annotations
 
 import keyword
-import threading
 from collections.abc import Callable
+from types import MemberDescriptorType
 from typing import Any, Final
 
 import msgpack
@@ -40,6 +40,7 @@ __all__ = [
     "Hook",
     "Pack",
     "ext",
+    "field_setter_decoder",
     "make_encode",
     "make_hook",
     "object_encoder",
@@ -57,6 +58,7 @@ EXT_REF: Final = 6
 MAX_DEPTH: Final = 64
 
 _BUF_SIZE: Final = 512  # initial packer buffer in bytes (msgpack grows it); see make_encode
+_POOLED_OUTPUT: Final = 64 * 1024  # packers that wrote more are not pooled (see make_encode)
 _FIXEXT_MARKERS: Final = {1: 0xD4, 2: 0xD5, 4: 0xD6, 8: 0xD7, 16: 0xD8}
 # Exact types msgpack packs itself (with strict_types); ints beyond 64 bits still reach default.
 _MSGPACK_TYPES: Final = frozenset(
@@ -121,6 +123,47 @@ def object_encoder(type_name: str, fields: tuple[str, ...], *, by_index: bool) -
     return encoder
 
 
+def field_setter_decoder(cls: type, fields: tuple[str, ...], fallback: Decoder) -> Decoder:
+    """A decoder that builds ``cls`` from a field map holding exactly ``fields``, without
+    calling the class: ``object.__new__`` and one assignment per field (a slot's own
+    descriptor when the field is a slot of ``cls``). Any other body goes to ``fallback``.
+
+    Only for classes where that builds what calling the class would (`builds_plainly`).
+    Generated source, as `object_encoder` is; the field names only appear as string literals.
+    """
+    namespace: dict[str, Any] = {
+        "_new": object.__new__,
+        "_cls": cls,
+        "_set": object.__setattr__,
+        "_fallback": fallback,
+        "_dict": dict,
+        "_KeyError": KeyError,
+    }
+    lines = [
+        "def decode(body):",
+        f"    if type(body) is not _dict or len(body) != {len(fields)}:",
+        "        return _fallback(body)",
+        "    try:",
+        *(f"        v{i} = body[{name!r}]" for i, name in enumerate(fields)),
+        "        pass",
+        "    except _KeyError:",
+        "        return _fallback(body)",
+        "    obj = _new(_cls)",
+    ]
+    for i, name in enumerate(fields):
+        slot = cls.__dict__.get(name)
+        if type(slot) is MemberDescriptorType:
+            namespace[f"_s{i}"] = slot.__set__
+            lines.append(f"    _s{i}(obj, v{i})")
+        else:
+            lines.append(f"    _set(obj, {name!r}, v{i})")
+    lines.append("    return obj")
+    source = "\n".join(lines)
+    exec(source, namespace)
+    decoder: Decoder = namespace["decode"]
+    return decoder
+
+
 #: Encoders of the builtin kinds msgpack has no exact type for.
 BUILTIN_ENCODERS: Final[dict[type, Encoder]] = {
     tuple: _encode_tuple,
@@ -138,46 +181,73 @@ def make_encode(
     """An encode function for ``refs``, caching per-class encoders in ``encoders``.
 
     An extension's payload is packed while the enclosing packer is mid-way through its own
-    buffer, so each pack gets a fresh `msgpack.Packer` (a small initial buffer keeps that cheap:
-    the default 256 KiB one costs an ``mmap`` per message). Every nesting depth has its own
-    ``default`` hook that knows its depth, so the depth bound needs no per-call state and the
-    closures can be reused by every call and thread.
+    buffer, so every nesting depth packs with packers of its own. Each depth keeps a pool of
+    idle `msgpack.Packer` objects: a call takes one (making it when the pool is empty, as under
+    concurrent calls from several threads) and puts it back after, which costs far less than
+    building a packer per object. A packer whose output was large is dropped rather than kept
+    with its grown buffer. Every depth has its own ``default`` hook that knows its depth, so
+    the depth bound needs no per-call state and the closures can be reused by every call and
+    thread.
+
+    With ``refs``, the classes met are remembered in a table of this function's own (refs are
+    recognised by `RefCodec.ref_type` once per class, not per object); without, ``encoders``
+    is the table. Rebuild the function when ``encoders`` is cleared (`register`).
     """
-    levels: list[tuple[Pack, _Default]] = []
-    growing = threading.Lock()  # levels are built once, lazily, perhaps by two threads at once
+    known: dict[type, Encoder] = encoders if refs is None else {}
+    ref_type = None if refs is None else refs.ref_type
+    to_wire = None if refs is None else refs.to_wire
 
-    def level(depth: int) -> tuple[Pack, _Default]:
-        with growing:
-            while len(levels) <= depth:
-                levels.append(make_level(len(levels)))
-        return levels[depth]
+    def encode_ref(obj: Any, pack: Pack) -> msgpack.ExtType:
+        assert to_wire is not None
+        return ext(EXT_REF, to_wire(obj).encode())
 
-    def make_level(depth: int) -> tuple[Pack, _Default]:
-        inner: Pack | None = None
+    def encoder_for(cls: type, obj: object) -> Encoder:
+        encoder: Encoder
+        if ref_type is not None and isinstance(obj, ref_type):
+            encoder = encode_ref
+        else:
+            encoder = encoders.get(cls) or build_encoder(cls)
+            encoders[cls] = encoder
+        known[cls] = encoder
+        return encoder
 
-        def default(obj: object) -> msgpack.ExtType:
-            nonlocal inner
-            if depth >= MAX_DEPTH:
-                raise EncodeError(f"tuples, sets and objects nest deeper than {MAX_DEPTH}")
-            if refs is not None and isinstance(obj, refs.ref_type):
-                return ext(EXT_REF, refs.to_wire(obj).encode())
-            cls = type(obj)
-            encoder = encoders.get(cls)
-            if encoder is None:
-                encoder = encoders[cls] = build_encoder(cls)
-            if inner is None:
-                inner = level(depth + 1)[0]
-            return encoder(obj, inner)
+    def too_deep(obj: object) -> msgpack.ExtType:
+        raise EncodeError(f"tuples, sets and objects nest deeper than {MAX_DEPTH}")
+
+    def make_level(default: _Default) -> Pack:
+        pool: list[msgpack.Packer] = []
+        take, give_back = pool.pop, pool.append
 
         def pack(obj: object) -> bytes:
-            packer = msgpack.Packer(
-                default=default, use_bin_type=True, strict_types=True, buf_size=_BUF_SIZE
-            )
-            return packer.pack(obj)  # type: ignore[no-any-return]
+            try:
+                packer = take()
+            except IndexError:
+                packer = msgpack.Packer(
+                    default=default, use_bin_type=True, strict_types=True, buf_size=_BUF_SIZE
+                )
+            data: bytes = packer.pack(obj)  # a failing pack leaves the packer reset but unused
+            if len(data) <= _POOLED_OUTPUT:
+                give_back(packer)
+            return data
 
-        return pack, default
+        return pack
 
-    pack, default = level(0)
+    def make_default(inner: Pack) -> _Default:
+        def default(obj: object) -> msgpack.ExtType:
+            cls = type(obj)
+            encoder = known.get(cls)
+            if encoder is None:
+                encoder = encoder_for(cls, obj)
+            return encoder(obj, inner)
+
+        return default
+
+    # Built from the deepest level up: level MAX_DEPTH refuses any extension.
+    default: _Default = too_deep
+    pack = make_level(default)
+    for _ in range(MAX_DEPTH):
+        default = make_default(pack)
+        pack = make_level(default)
 
     def encode(obj: object) -> bytes:
         if type(obj) in _MSGPACK_TYPES:
@@ -200,21 +270,15 @@ def make_hook(
 ) -> Hook:
     """The msgpack ``ext_hook`` for top-level values, resolving actor refs through ``refs``.
 
-    As in `make_encode`, each depth has its own hook, so nesting is bounded without state.
+    As in `make_encode`, each depth has its own hook (built up front), so nesting is bounded
+    without state.
     """
-    hooks: list[Hook] = []
-    growing = threading.Lock()
     unpackb = msgpack.unpackb
 
-    def hook_at(depth: int) -> Hook:
-        with growing:
-            while len(hooks) <= depth:
-                hooks.append(make_level(len(hooks)))
-        return hooks[depth]
+    def too_deep(code: int, payload: bytes) -> object:
+        raise DecodeError(f"tuples, sets and objects nest deeper than {MAX_DEPTH}")
 
-    def make_level(depth: int) -> Hook:
-        inner: Hook | None = None
-
+    def make_level(inner: Hook) -> Hook:
         def items_of(payload: bytes) -> list[object]:
             items = unpackb(payload, ext_hook=inner, strict_map_key=False, timestamp=2)
             if type(items) is not list:
@@ -222,11 +286,6 @@ def make_hook(
             return items
 
         def hook(code: int, payload: bytes) -> object:
-            nonlocal inner
-            if depth >= MAX_DEPTH:
-                raise DecodeError(f"tuples, sets and objects nest deeper than {MAX_DEPTH}")
-            if inner is None:
-                inner = hook_at(depth + 1)
             if code == EXT_OBJECT:
                 # Inlined rather than shared with items_of: this runs for every object.
                 item = unpackb(payload, ext_hook=inner, strict_map_key=False, timestamp=2)
@@ -237,6 +296,10 @@ def make_hook(
                 if decoder is None:
                     decoder = build_decoder(type_name)
                 return decoder(body)
+            if code == EXT_REF:
+                if refs is None:
+                    raise DecodeError("an actor ref arrived but no RefCodec was given")
+                return refs.from_wire(payload.decode())
             if code == EXT_TUPLE:
                 return tuple(items_of(payload))
             if code == EXT_SET:
@@ -245,15 +308,14 @@ def make_hook(
                 return frozenset(items_of(payload))
             if code == EXT_BIGINT:
                 return int.from_bytes(payload, "little", signed=True)
-            if code == EXT_REF:
-                if refs is None:
-                    raise DecodeError("an actor ref arrived but no RefCodec was given")
-                return refs.from_wire(payload.decode())
             raise DecodeError(f"unknown msgpack extension code {code}")
 
         return hook
 
-    return hook_at(0)
+    hook: Hook = too_deep
+    for _ in range(MAX_DEPTH):
+        hook = make_level(hook)
+    return hook
 
 
 def unpack_with(data: bytes, hook: Hook) -> object:

@@ -15,6 +15,7 @@ from typing import Literal
 
 __all__ = [
     "Kind",
+    "builds_plainly",
     "constructor_problem",
     "dataclass_fields",
     "kind_of",
@@ -109,4 +110,39 @@ def dataclass_fields(cls: type) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return (
         tuple(f.name for f in fields if f.init),
         tuple(f.name for f in fields if not f.init),
+    )
+
+
+def builds_plainly(cls: type) -> bool:
+    """Whether dataclass ``cls`` can be rebuilt from all its field values without calling it.
+
+    True when calling it would do nothing but assign the fields: its ``__init__`` is the one
+    `dataclasses` generated (no ``__init__`` of the user's), there is no ``__post_init__``, no
+    ``__new__`` other than ``object``'s, no ``InitVar`` (or ``ClassVar``) pseudo-field, and
+    either it is frozen (the generated ``__init__`` bypasses ``__setattr__`` too) or it keeps
+    ``object.__setattr__``. Then setting the fields on ``object.__new__(cls)`` builds the same
+    object as the call, for less; defaults and validation only matter on the other path.
+    """
+    params = cls.__dict__.get("__dataclass_params__")
+    init = cls.__dict__.get("__init__")
+    code = getattr(init, "__code__", None)
+    if params is None or not params.init or code is None:
+        return False
+    fields = dataclasses.fields(cls)
+    init_names = {f.name for f in fields if f.init}
+    parameters = code.co_varnames[1 : code.co_argcount + code.co_kwonlyargcount]
+    generated = (
+        code.co_filename == "<string>"  # dataclasses compiles the __init__ it writes
+        and getattr(init, "__qualname__", None) == f"{cls.__qualname__}.__init__"
+        and len(parameters) == len(init_names)
+        and set(parameters) == init_names
+    )
+    new: object = cls.__new__
+    setattr_: object = cls.__setattr__
+    return (
+        generated
+        and not hasattr(cls, "__post_init__")
+        and new is object.__new__
+        and len(cls.__dict__["__dataclass_fields__"]) == len(fields)
+        and (params.frozen or setattr_ is object.__setattr__)
     )

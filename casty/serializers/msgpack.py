@@ -15,12 +15,14 @@ from casty.serializers._msgpack_wire import (
     Hook,
     Pack,
     ext,
+    field_setter_decoder,
     make_encode,
     make_hook,
     object_encoder,
     unpack_with,
 )
 from casty.serializers._types import (
+    builds_plainly,
     constructor_problem,
     dataclass_fields,
     kind_of,
@@ -51,7 +53,10 @@ class MsgpackSerializer(Serializer):
     silently narrowed. A dataclass travels as a map of every field (``init=False`` fields
     included) and is rebuilt by calling the class with its init fields as keywords, so
     ``__post_init__`` validation runs on the receiving node; fields missing from the map take
-    their defaults (an old message read by newer code), unknown ones are a `DecodeError`.
+    their defaults (an old message read by newer code), unknown ones are a `DecodeError`. (A
+    complete map of a class whose ``__init__`` is the generated one and would only assign the
+    fields, without ``__post_init__``, ``__new__`` or ``__setattr__`` of its own, is rebuilt
+    by assigning the fields directly: the same object, built faster.)
     An enum travels as its value. Tuples, sets, frozensets, dataclasses, enums and NamedTuples
     nest at most 64 deep inside one another (lists and dicts do not count); deeper values are
     an `EncodeError`, deeper bytes a `DecodeError`. The wire format is described in
@@ -140,10 +145,12 @@ class MsgpackSerializer(Serializer):
             raise ConfigurationError(f"{cls!r} is already registered as {pinned!r}")
         self._registered[name] = cls
         self._pinned[cls] = name
-        # Cached plans carry wire names and strict-mode verdicts: rebuild them lazily.
+        # Cached plans carry wire names and strict-mode verdicts: rebuild them lazily (the
+        # encode function for refs keeps a table of its own, so it is rebuilt too).
         self._encoders.clear()
         self._encoders.update(BUILTIN_ENCODERS)
         self._decoders.clear()
+        self._ref_encode = (None, self._plain_encode)
 
     def manifest(self, obj: object) -> str:
         """The wire name of ``obj``'s type: its pinned name, else ``module:qualname``."""
@@ -250,9 +257,17 @@ def _decoder_for(cls: type, type_name: str) -> Decoder:
         raise DecodeError(f"type {type_name!r} is not a dataclass, enum or NamedTuple")
     if kind == "enum":
         return cls
-    late_fields = dataclass_fields(cls)[1] if kind == "dataclass" else ()
+    init_fields, late_fields = dataclass_fields(cls) if kind == "dataclass" else ((), ())
+    decoder = _calling_decoder(cls, type_name, late_fields)
+    if kind == "dataclass" and builds_plainly(cls):
+        # The hot path: a complete map of a class whose __init__ only assigns its fields.
+        return field_setter_decoder(cls, init_fields + late_fields, decoder)
+    return decoder
+
+
+def _calling_decoder(cls: type, type_name: str, late_fields: tuple[str, ...]) -> Decoder:
+    """The decoder that calls ``cls`` with the init fields of the map, as keywords."""
     if not late_fields:
-        # The hot path: one call, keyword arguments straight from the decoded map.
         return lambda body: cls(**body) if type(body) is dict else _malformed(type_name)
 
     def rebuild(body: object) -> object:

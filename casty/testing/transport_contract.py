@@ -37,6 +37,7 @@ import pytest
 
 from casty.abc import Address, Connection, Listener, Transport
 from casty.errors import ConnectFailed, ConnectionBroken, FrameTooLarge
+from casty.testing.wait import wait_until
 
 __all__ = [
     "RawConnector",
@@ -204,6 +205,12 @@ async def assert_echo_works(connection: Connection, tag: int) -> None:
     payload = frame(100, tag)
     connection.send(payload)
     assert await receive_exactly(connection, 1) == [payload]
+
+
+async def assert_frames_buffered(connection: Connection, first: bytes) -> None:
+    """Take ``first`` with `Connection.receive`, so the frames after it stay buffered."""
+    async with asyncio.timeout(STEP_TIMEOUT):
+        assert await connection.receive() == first
 
 
 async def stream_ends(connection: Connection) -> bool:
@@ -450,6 +457,103 @@ class TransportContract:
             assert item[6:] == b"x" * sender_id
             seen.setdefault(sender_id, []).append(sequence_nr)
         assert seen == {sender_id: list(range(per_sender)) for sender_id in range(senders)}
+
+    async def test_receive_into_hands_over_every_frame_in_order_until_the_peer_closes(
+        self, transport_factory: TransportFactory, listen_address: Address
+    ) -> None:
+        async with self.pair(transport_factory, listen_address) as (client, server, _):
+            early = [frame(i % 50, i) for i in range(100)]
+            for item in early:
+                client.send(item)
+            await client.drain()
+            await assert_frames_buffered(server, early[0])
+            late = [frame(i % 700, i) for i in range(100, 2100)]
+            batches: list[list[bytes]] = []
+
+            def handler(frames: list[bytes]) -> None:
+                batches.append(list(frames))
+                if len(batches) == 1:  # the buffered frames first, then the rest as it comes
+                    for item in late:
+                        client.send(item)
+                    client.send(b"last")
+
+            async with asyncio.timeout(STEP_TIMEOUT):
+                receiving = asyncio.ensure_future(server.receive_into(handler))
+                await wait_until(lambda: any(b"last" in batch for batch in batches))
+                assert not receiving.done()
+                await client.aclose()
+                await receiving  # returns at the clean end of the stream
+            assert [item for batch in batches for item in batch] == [*early[1:], *late, b"last"]
+            assert await server.receive_many() == []
+
+    async def test_receive_into_raises_what_the_handler_raised_and_stops_handing_over(
+        self, transport_factory: TransportFactory, listen_address: Address
+    ) -> None:
+        class Refused(Exception):
+            pass
+
+        seen: list[bytes] = []
+
+        def handler(frames: list[bytes]) -> None:
+            for item in frames:
+                if item == b"bad":
+                    raise Refused(item)
+                seen.append(item)
+
+        async with self.pair(transport_factory, listen_address) as (client, server, _):
+            client.send(b"good")
+            async with asyncio.timeout(STEP_TIMEOUT):
+                receiving = asyncio.ensure_future(server.receive_into(handler))
+                await wait_until(lambda: seen == [b"good"])
+                client.send(b"bad")
+                with pytest.raises(Refused):
+                    await receiving
+                client.send(b"after")  # not handed over: the handler is gone
+                assert await server.receive() == b"after"
+        assert seen == [b"good"]
+
+    async def test_receive_into_stops_when_cancelled_and_keeps_later_frames(
+        self, transport_factory: TransportFactory, listen_address: Address
+    ) -> None:
+        seen: list[bytes] = []
+        async with self.pair(transport_factory, listen_address) as (client, server, _):
+            client.send(b"one")
+            async with asyncio.timeout(STEP_TIMEOUT):
+                receiving = asyncio.ensure_future(server.receive_into(seen.extend))
+                await wait_until(lambda: seen == [b"one"])
+                receiving.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await receiving
+                client.send(b"two")
+                assert await server.receive() == b"two"
+        assert seen == [b"one"]
+
+    async def test_receive_into_raises_frame_too_large_after_the_frames_before_it(
+        self, transport_factory: TransportFactory, listen_address: Address
+    ) -> None:
+        outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
+
+        async def handler(connection: Connection) -> None:
+            outcome = Outcome()
+            try:
+                await connection.receive_into(outcome.frames.extend)
+            except (ConnectionBroken, FrameTooLarge) as exc:
+                outcome.error = exc
+            await outcomes.put(outcome)
+
+        async with self.listening(
+            transport_factory, listen_address, handler, max_frame_size=1024
+        ) as listener:
+            client_transport = transport_factory()
+            client = await client_transport.connect(listener.address, timeout=STEP_TIMEOUT)
+            client.send(b"fits")
+            client.send(b"x" * 1025)
+            async with asyncio.timeout(STEP_TIMEOUT):
+                outcome = await outcomes.get()
+            assert outcome.frames == [b"fits"]
+            assert isinstance(outcome.error, FrameTooLarge)
+            await client.aclose()
+            await client_transport.aclose()
 
     # ---- frame limit -------------------------------------------------------------------------
 

@@ -3,9 +3,10 @@
 Wire format: each frame is a 4-byte big-endian unsigned length followed by that many payload
 bytes. A `FrameParser` turns arbitrary chunks of a byte stream back into frames; a
 `FramedConnection` implements the `casty.abc.Connection` contract (per-turn write batching,
-a receive inbox woken once per incoming batch, backpressure in both directions) over a few
-hooks a backend provides; `TaskListener` runs each accepted connection's handler in a task
-it owns. `OptionReader` parses the backends' URL query options.
+a receive inbox woken once per incoming batch, or push delivery to a frame handler straight
+from the backend's read callback; backpressure in both directions) over a few hooks a backend
+provides; `TaskListener` runs each accepted connection's handler in a task it owns.
+`OptionReader` parses the backends' URL query options.
 
 Private to `casty.transports`: backends import it, users do not.
 """
@@ -19,7 +20,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Final, Protocol
 
-from casty.abc import Address, Connection, ConnectionHandler, Listener
+from casty.abc import Address, Connection, ConnectionHandler, FrameHandler, Listener
 from casty.errors import ConfigurationError, ConnectionBroken, FrameTooLarge, TransportError
 from casty.registry import BackendURL
 
@@ -143,7 +144,11 @@ class FramedConnection(Connection):
     turn to the wire), `_pause_reading` / `_resume_reading` (stop and restart taking bytes from
     the peer), `_backlog` (bytes written but not yet accepted by the peer's side) and `_close`.
     It reports incoming data with `_deliver`, `_feed_eof` and `_fail`, and wakes drainers with
-    `_wake_drainers` when its backlog shrinks.
+    `_wake_drainers` when its backlog shrinks; `_frames_taken` tells it the receiving side
+    took frames through `receive_into` (a backend whose peer's backlog counts them wakes it).
+
+    While `receive_into` runs, `_deliver` hands each batch to the frame handler at once, from
+    within the backend's read callback: no inbox, no wake-up of the receiving task.
     """
 
     def __init__(self, max_frame_size: int, high_water: int) -> None:
@@ -158,6 +163,8 @@ class FramedConnection(Connection):
         self._inbox_bytes = 0
         self._reading_paused = False
         self._waiter: asyncio.Future[None] | None = None
+        self._handler: FrameHandler | None = None  # set while receive_into runs
+        self._handler_error: Exception | None = None  # what the handler raised, for its caller
         self._drainers: list[asyncio.Future[None]] = []
         self._eof = False
         self._error: TransportError | None = None
@@ -216,7 +223,18 @@ class FramedConnection(Connection):
     # ---- receiving ---------------------------------------------------------------------------
 
     def _deliver(self, frames: list[bytes], nbytes: int) -> None:
-        """Add ``frames`` (``nbytes`` wire bytes) to the inbox and wake the receiver once."""
+        """Hand ``frames`` (``nbytes`` wire bytes) to the frame handler, or add them to the
+        inbox and wake the receiver once."""
+        handler = self._handler
+        if handler is not None:
+            try:
+                handler(frames)
+            except Exception as exc:  # raised again by receive_into, in its caller's task
+                self._handler = None
+                self._handler_error = exc
+                self._wake_receiver()
+            self._frames_taken()
+            return
         if self._inbox:
             self._inbox.extend(frames)
         else:
@@ -287,6 +305,27 @@ class FramedConnection(Connection):
                 self._raise_if_failed()
                 return []
             await self._wait_for_input()
+
+    async def receive_into(self, handler: FrameHandler) -> None:
+        if self._head < len(self._inbox):
+            frames = self._take_all()
+            self._frames_taken()
+            handler(frames)
+        self._handler = handler
+        try:
+            while self._handler is handler and not (self._lost or self._closed):
+                await self._wait_for_input()
+        finally:
+            if self._handler is handler:
+                self._handler = None
+        error = self._handler_error
+        if error is not None:
+            self._handler_error = None
+            raise error
+        self._raise_if_failed()
+
+    def _frames_taken(self) -> None:
+        """Frames went to `receive_into`'s handler (a backend may wake its peer's drainers)."""
 
     async def receive(self) -> bytes:
         while True:

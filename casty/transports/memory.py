@@ -201,6 +201,9 @@ class MemoryConnection(FramedConnection, _End):
         self._peer._consumed()
         return frames
 
+    def _frames_taken(self) -> None:
+        self._peer._consumed()
+
     async def receive(self) -> bytes:
         frame = await super().receive()
         self._peer._consumed()

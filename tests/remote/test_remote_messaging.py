@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import pytest
 from conftest import MakeSystem
-from remote_support import Blob, Echo, Forward, Num, Recorder, Reply, Secret, echo_behavior
+from remote_support import (
+    Blob,
+    Echo,
+    Forward,
+    Num,
+    Recorder,
+    Reply,
+    Secret,
+    connected,
+    echo_behavior,
+)
 
 from casty.actors import ActorSystem, Behaviors, DeadLetterReason
 from casty.errors import AskTimeout, ConfigurationError, ResourceClosed
@@ -20,8 +31,9 @@ from casty.remote import (
     RemoteDeadLetterReason,
     RemoteSettings,
 )
+from casty.remote.envelope import FRAME_ENVELOPES, Hello, encode_handshake
 from casty.serializers import MsgpackSerializer
-from casty.testing import wait_until
+from casty.testing import FakeNetwork, wait_until
 from casty.transports import TCPTransport
 
 DeadLetters = Callable[[ActorSystem], Recorder]
@@ -274,3 +286,26 @@ async def test_tell_after_shutdown_is_a_dead_letter(make_system: MakeSystem) -> 
     before = a.statistics().dead_letters
     ref.tell(Num(1))
     assert a.statistics().dead_letters == before + 1
+
+
+async def test_a_request_is_handled_within_the_callback_that_delivers_it(
+    make_system: MakeSystem,
+) -> None:
+    # A memory raw peer delivers bytes synchronously: by the time `write` returns, the frame
+    # was dispatched from the read callback and its actor ran, with no loop turn between.
+    network = FakeNetwork()
+    b = await make_system(host="node-b", transport=network.transport("node-b"))
+    probe = Recorder(b, "probe")
+    handled = probe.messages
+    raw = await network.raw_connect(b.node_address, source="node-r")
+    hello = Hello("t", "node-r", 1, 5, "node-b", b.node_address.port, "msgpack")
+    raw.write(framed(encode_handshake(hello)))
+    await wait_until(lambda: connected(b))
+    for n in range(3):
+        raw.write(framed(b._envelopes.encode([FRAME_ENVELOPES, "/user/probe", Num(n)])))
+        assert handled == [Num(i) for i in range(n + 1)]
+    await raw.aclose()
+
+
+def framed(payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + payload

@@ -161,6 +161,24 @@ async def test_quarantine_fires_watches_and_refuses_the_incarnation(
     )
 
 
+async def test_a_message_told_in_the_turn_of_the_quarantine_becomes_a_dead_letter(
+    make_system: MakeSystem, dead_letters: DeadLetters
+) -> None:
+    a, b = await make_system(), await make_system()
+    sink = Recorder(b, "sink")
+    remote = a.resolve(sink.ref.address)
+    remote.tell(Num(0))
+    await sink.wait_count(1)  # connected, and the writer idle again
+    dropped = dead_letters(a)
+    a.quarantine(b.node_address, reason="downed by the cluster")
+    remote.tell(Num(1))  # same loop turn: the cancelled writer has not run yet
+    await dropped.wait_count(1)
+    assert [(d.message, d.reason) for d in dropped.messages] == [
+        (Num(1), RemoteDeadLetterReason.PEER_QUARANTINED)
+    ]
+    assert sink.messages == [Num(0)]
+
+
 async def test_associate_fails_for_an_address_nobody_listens_on(make_system: MakeSystem) -> None:
     a = await make_system()
     with pytest.raises(ConnectFailed):

@@ -117,9 +117,9 @@ def test_handshake_of_another_version_is_a_handshake_failure() -> None:
         b"",
         b"\xc1",
         msgpack.packb([0, "nope", 1]),
-        msgpack.packb([0, "casty", 1, "t"]),
-        msgpack.packb([0, "casty", 1, "t", "h", "port", 1, "g", 2, "msgpack"]),
-        msgpack.packb([9, "casty", 1]),
+        msgpack.packb([0, "casty", PROTOCOL_VERSION, "t"]),
+        msgpack.packb([0, "casty", PROTOCOL_VERSION, "t", "h", "port", 1, "g", 2, "msgpack"]),
+        msgpack.packb([9, "casty", PROTOCOL_VERSION]),
         msgpack.packb({"a": 1}),
     ],
 )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import collections
 import sys
 import types
-from dataclasses import dataclass, field
+import typing
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import msgpack
@@ -13,8 +14,17 @@ import pytest
 
 from casty.errors import ConfigurationError, DecodeError, EncodeError
 from casty.serializers import as_serializer
+from casty.serializers._types import builds_plainly
 from casty.serializers.msgpack import MsgpackSerializer
-from casty.testing.serializer_samples import FakeRef, FakeRefCodec, Point, Priority
+from casty.testing.serializer_samples import (
+    Account,
+    Counter,
+    Empty,
+    FakeRef,
+    FakeRefCodec,
+    Point,
+    Priority,
+)
 
 EXT_TUPLE, EXT_OBJECT, EXT_REF = 1, 5, 6
 
@@ -78,6 +88,53 @@ class CustomInit:
 
     def __init__(self, a: int, secret: str) -> None:
         self.a = a
+
+
+@dataclass(frozen=True, slots=True)
+class SlotsChild(Point):
+    """Fields of a base and of its own, as slots; rebuilt without being called."""
+
+    label: str = "p"
+
+
+AUDIT: list[str] = []
+
+
+@dataclass
+class Audited:
+    """Its __setattr__ sees every assignment, __init__'s included: decoding must call it."""
+
+    value: int
+
+    def __setattr__(self, name: str, value: object) -> None:
+        AUDIT.append(f"{name}={value}")
+        object.__setattr__(self, name, value)
+
+
+@dataclass(frozen=True)
+class Counted:
+    """A __new__ of its own: decoding must go through it."""
+
+    value: int
+    made: typing.ClassVar[int] = 0
+
+    def __new__(cls, *args: object, **kwargs: object) -> Counted:
+        Counted.made += 1
+        return super().__new__(cls)
+
+
+@dataclass
+class WithInitVar:
+    value: int
+    scale: InitVar[int] = 1
+
+
+@dataclass(init=False)
+class OwnInit:
+    value: int
+
+    def __init__(self, value: int) -> None:
+        self.value = value
 
 
 @pytest.fixture
@@ -179,6 +236,16 @@ def test_register_after_encoding_changes_the_wire_name(serializer: MsgpackSerial
     before = serializer.encode(PlacedV1("x"))
     serializer.register(PlacedV1, name="pinned.later")
     after = serializer.encode(PlacedV1("x"))
+    assert b"pinned.later" not in before and b"pinned.later" in after
+
+
+def test_register_after_encoding_with_refs_changes_the_wire_name(
+    serializer: MsgpackSerializer,
+) -> None:
+    codec = FakeRefCodec()
+    before = serializer.encode(PlacedV1("x"), codec)
+    serializer.register(PlacedV1, name="pinned.later")
+    after = serializer.encode(PlacedV1("x"), codec)
     assert b"pinned.later" not in before and b"pinned.later" in after
 
 
@@ -447,3 +514,65 @@ def test_refs_are_written_as_their_address_string(serializer: MsgpackSerializer)
 def test_msgpack_timestamps_read_as_plain_ints(serializer: MsgpackSerializer) -> None:
     data = msgpack.packb(msgpack.Timestamp(1, 5))
     assert serializer.decode(data) == 1_000_000_005
+
+
+# -- rebuilding without calling the class --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cls", "plain"),
+    [
+        (Point, True),  # frozen, slots
+        (Account, True),  # mutable, __dict__, a default factory
+        (Counter, True),  # an init=False field
+        (Empty, True),
+        (SlotsChild, True),
+        (Positive, False),  # __post_init__ validates
+        (WithInitVarless, False),  # __post_init__ computes
+        (CustomInit, False),  # the user's __init__
+        (OwnInit, False),  # init=False and the user's __init__
+        (Audited, False),  # __setattr__ of its own
+        (Counted, False),  # __new__ of its own
+        (WithInitVar, False),  # an InitVar pseudo-field
+    ],
+)
+def test_only_classes_whose_init_just_assigns_fields_are_rebuilt_without_a_call(
+    cls: type, plain: bool
+) -> None:
+    assert builds_plainly(cls) is plain
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        Point(1, 2),
+        SlotsChild(3, 4, "q"),
+        Account("ann", 2.5, ["a"]),
+        Empty(),
+        Counter("c"),
+    ],
+    ids=["frozen-slots", "slots-child", "dict", "empty", "init-false"],
+)
+def test_rebuilt_objects_equal_the_originals(serializer: MsgpackSerializer, value: object) -> None:
+    decoded = serializer.decode(serializer.encode(value))
+    assert type(decoded) is type(value) and decoded == value
+
+
+def test_incomplete_or_foreign_maps_still_go_through_the_class(
+    serializer: MsgpackSerializer,
+) -> None:
+    name = f"{__name__}:SlotsChild"
+    assert serializer.decode(typed_object(name, {"x": 1, "y": 2})) == SlotsChild(1, 2, "p")
+    with pytest.raises(DecodeError):  # as many keys as fields, but one unknown
+        serializer.decode(typed_object(name, {"x": 1, "y": 2, "colour": "red"}))
+
+
+def test_setattr_and_new_hooks_run_on_decode(serializer: MsgpackSerializer) -> None:
+    data = serializer.encode(Audited(3))
+    AUDIT.clear()
+    assert serializer.decode(data) == Audited(3)
+    assert AUDIT == ["value=3", "value=3"]  # the decoded copy, then the one compared with
+    original = Counted(1)
+    made = Counted.made
+    assert serializer.decode(serializer.encode(original)) == original
+    assert Counted.made == made + 1

@@ -8,6 +8,7 @@ import pytest
 
 from casty.abc import Address, Connection
 from casty.errors import ConfigurationError, ConnectFailed, ConnectionBroken
+from casty.testing import wait_until
 from casty.testing.transport_contract import Recorder, echo, receive_exactly
 from casty.transports import as_transport
 from casty.transports.memory import MemoryNetwork, MemoryTransport
@@ -194,3 +195,119 @@ async def test_fake_network_hands_out_named_transports() -> None:
         network.partition("node-a", "node-b")
         with pytest.raises(ConnectFailed):
             await b.connect(listener.address)
+
+
+async def test_receive_into_hands_frames_over_without_waking_the_receiver(
+    network: MemoryNetwork,
+) -> None:
+    served: asyncio.Queue[Connection] = asyncio.Queue()
+
+    async def park(connection: Connection) -> None:
+        await served.put(connection)
+        await connection.receive_many()
+
+    _, _, client = await connect_pair(network, park)
+    server = await served.get()
+    batches: list[list[bytes]] = []
+    woken: list[bool] = []
+
+    def on_frames(frames: list[bytes]) -> None:
+        woken.append(asyncio.current_task() is receiving)
+        batches.append(list(frames))
+
+    server.send(b"\x00")
+    await server.drain()  # waits in the inbox: nobody receives yet
+    receiving = asyncio.ensure_future(client.receive_into(on_frames))
+    await wait_until(lambda: bool(batches), STEP)  # the receiving task hands the inbox over
+    for round_nr in range(1, 3):
+        server.send(bytes([round_nr]))
+        await server.drain()  # delivers straight into the handler, in this call
+        assert batches[-1] == [bytes([round_nr])]
+    assert batches == [[b"\x00"], [b"\x01"], [b"\x02"]]
+    assert woken == [True, False, False]
+    await server.aclose()
+    async with asyncio.timeout(STEP):
+        await receiving
+    await client.aclose()
+
+
+async def test_drain_returns_once_delayed_frames_reach_a_frame_handler(
+    network: MemoryNetwork,
+) -> None:
+    # The sender's backlog counts frames still in flight; pushing them to the receiver's
+    # handler must wake the sender's drain, as reading them with receive_many does.
+    received: list[bytes] = []
+
+    async def pushing(connection: Connection) -> None:
+        await connection.receive_into(received.extend)
+
+    listener = await MemoryTransport(network, node="a").listen(Address("a", 1), pushing)
+    client = await MemoryTransport(network, node="b", high_water=1024).connect(listener.address)
+    network.delay("b", "a", 0.02)
+    for _ in range(16):
+        client.send(bytes(512))
+    async with asyncio.timeout(STEP):
+        await client.drain()  # waits: 8 KiB in flight, above the 1 KiB high-water mark
+    assert len(received) == 16
+    await client.aclose()
+    await listener.aclose()
+
+
+class Wrapped(Connection):
+    """A connection that delegates to another and keeps the ABC's default receive_into."""
+
+    def __init__(self, inner: Connection) -> None:
+        self.inner = inner
+        self.max_frame_size = inner.max_frame_size
+
+    @property
+    def local_address(self) -> Address:
+        return self.inner.local_address
+
+    @property
+    def remote_address(self) -> Address:
+        return self.inner.remote_address
+
+    @property
+    def peer_identity(self) -> str | None:
+        return self.inner.peer_identity
+
+    def send(self, frame: bytes) -> None:
+        self.inner.send(frame)
+
+    async def drain(self) -> None:
+        await self.inner.drain()
+
+    async def receive_many(self) -> list[bytes]:
+        return await self.inner.receive_many()
+
+    async def receive(self) -> bytes:
+        return await self.inner.receive()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    @property
+    def is_closing(self) -> bool:
+        return self.inner.is_closing
+
+
+async def test_the_default_receive_into_hands_over_batches_until_the_end(
+    network: MemoryNetwork,
+) -> None:
+    served: asyncio.Queue[Connection] = asyncio.Queue()
+
+    async def park(connection: Connection) -> None:
+        await served.put(connection)
+        await connection.receive_many()
+
+    _, _, client = await connect_pair(network, park)
+    server = await served.get()
+    received: list[bytes] = []
+    receiving = asyncio.ensure_future(Wrapped(client).receive_into(received.extend))
+    for n in range(5):
+        server.send(bytes([n]))
+    await server.aclose()
+    async with asyncio.timeout(STEP):
+        await receiving
+    assert received == [bytes([n]) for n in range(5)]

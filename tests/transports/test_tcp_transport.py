@@ -10,6 +10,7 @@ import pytest
 
 from casty.abc import Address, Connection
 from casty.errors import ConfigurationError, ConnectFailed
+from casty.testing import wait_until
 from casty.testing.transport_contract import echo, receive_exactly
 from casty.transports import as_transport
 from casty.transports.tcp import StreamConnection, TCPTransport
@@ -93,3 +94,31 @@ async def test_listening_on_a_taken_port_raises_connect_failed() -> None:
 async def test_connect_to_an_unresolvable_host_raises_connect_failed() -> None:
     with pytest.raises(ConnectFailed, match="cannot connect"):
         await TCPTransport().connect(Address("no-such-host.invalid", 1), timeout=2.0)
+
+
+async def test_receive_into_hands_frames_over_from_the_read_callback() -> None:
+    # Push mode: the receiving task is never woken for a batch; the socket callback delivers.
+    transport = TCPTransport()
+    served: asyncio.Queue[Connection] = asyncio.Queue()
+
+    async def park(connection: Connection) -> None:
+        await served.put(connection)
+        await connection.receive_many()
+
+    listener = await transport.listen(LOCAL, park)
+    async with listener, await transport.connect(listener.address) as client:
+        server = await served.get()
+        batches: list[tuple[bool, list[bytes]]] = []
+        receiving = asyncio.ensure_future(
+            client.receive_into(
+                lambda frames: batches.append((asyncio.current_task() is None, list(frames)))
+            )
+        )
+        for round_nr in range(3):
+            server.send(round_nr.to_bytes(4, "big"))
+            await server.drain()
+            await wait_until(lambda count=round_nr: len(batches) > count, 5.0)
+        assert batches == [(True, [n.to_bytes(4, "big")]) for n in range(3)]
+        await server.aclose()
+        async with asyncio.timeout(5.0):
+            await receiving
