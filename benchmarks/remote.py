@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
-import ssl
 import statistics
 import struct
 import tempfile
@@ -47,14 +46,12 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+from _tls_bench import ssl_contexts, transport_for
 
-from casty.abc import Transport
 from casty.actors import ActorContext, ActorRef, Behavior, Behaviors
 from casty.certs import create_ca, create_node_certificate
 from casty.remote import RemoteActorSystem
 from casty.serializers.msgpack import MsgpackSerializer
-from casty.transports.tcp import TCPTransport
-from casty.transports.tls import TLSTransport
 
 HEADER = struct.Struct(">I")
 TEXT = "payload of a small remote message"
@@ -92,24 +89,6 @@ def serializer() -> MsgpackSerializer:
     for cls in (Work, Count, Ping, Pong):
         result.register(cls, name=f"bench.{cls.__name__}")
     return result
-
-
-def transport_for(kind: str, pki: Path) -> Transport:
-    if kind == "tcp":
-        return TCPTransport()
-    return TLSTransport(pki / "node.pem", pki / "node.key", pki / "ca.pem")
-
-
-def ssl_contexts(pki: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(pki / "node.pem", pki / "node.key")
-    server.load_verify_locations(pki / "ca.pem")
-    server.verify_mode = ssl.CERT_REQUIRED
-    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    client.check_hostname = False
-    client.load_cert_chain(pki / "node.pem", pki / "node.key")
-    client.load_verify_locations(pki / "ca.pem")
-    return server, client
 
 
 # ---- the serving process ---------------------------------------------------------------------

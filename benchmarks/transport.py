@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
-import ssl
 import statistics
 import struct
 import tempfile
@@ -35,32 +34,14 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
-from casty.abc import Address, Connection, Transport
+from _tls_bench import ssl_contexts, transport_for
+
+from casty.abc import Address, Connection
 from casty.certs import create_ca, create_node_certificate
-from casty.transports.tcp import TCPTransport
-from casty.transports.tls import TLSTransport
 
 END = b"END"
 DONE = b"DONE"
 HEADER = struct.Struct(">I")
-
-
-def transport_for(kind: str, pki: Path) -> Transport:
-    if kind == "tcp":
-        return TCPTransport()
-    return TLSTransport(pki / "node.pem", pki / "node.key", pki / "ca.pem")
-
-
-def ssl_contexts(pki: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(pki / "node.pem", pki / "node.key")
-    server.load_verify_locations(pki / "ca.pem")
-    server.verify_mode = ssl.CERT_REQUIRED
-    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    client.check_hostname = False
-    client.load_cert_chain(pki / "node.pem", pki / "node.key")
-    client.load_verify_locations(pki / "ca.pem")
-    return server, client
 
 
 # ---- the receiving process -------------------------------------------------------------------
