@@ -185,7 +185,26 @@ class JournalCapabilities:
     concurrent_writers: bool = True
 
 
-class Journal(ABC):
+class _Closeable(ABC):
+    """``async with`` support for resources closed by an idempotent `aclose`."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release the resource; idempotent."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class Journal(_Closeable):
     """Durable, append-only logs of events, one per persistence id, plus snapshots.
 
     Akka's journal plug-in API, made Pythonic. Every method may be called concurrently from many
@@ -201,7 +220,7 @@ class Journal(ABC):
 
     capabilities: ClassVar[JournalCapabilities] = JournalCapabilities()
 
-    async def open(self) -> None:  # noqa: B027 - optional hook, default is nothing to open
+    async def open(self) -> None:  # optional hook: by default there is nothing to open
         """Open the storage now instead of on first use (creates schema where needed).
 
         Raises:
@@ -211,14 +230,6 @@ class Journal(ABC):
     async def __aenter__(self) -> Self:
         await self.open()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     @abstractmethod
     async def write(self, entries: Sequence[JournalEntry]) -> None:
@@ -308,7 +319,7 @@ class Journal(ABC):
 FrameHandler = Callable[[list[bytes]], None]
 
 
-class Connection(ABC):
+class Connection(_Closeable):
     """A bidirectional stream of frames (byte strings) with one peer.
 
     Frames arrive whole and in the order they were sent. `send` is synchronous: it queues the
@@ -408,17 +419,6 @@ class Connection(ABC):
     async def aclose(self) -> None:
         """Flush what is queued (best effort) and close; idempotent."""
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     @property
     @abstractmethod
     def is_closing(self) -> bool:
@@ -428,7 +428,7 @@ class Connection(ABC):
 ConnectionHandler = Callable[[Connection], Awaitable[None]]
 
 
-class Listener(ABC):
+class Listener(_Closeable):
     """A bound listening endpoint; each accepted connection runs the handler in its own task."""
 
     @property
@@ -439,17 +439,6 @@ class Listener(ABC):
     @abstractmethod
     async def aclose(self) -> None:
         """Stop accepting and close accepted connections whose handlers still run; idempotent."""
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 class Transport(ABC):
