@@ -10,6 +10,7 @@ import math
 import re
 from collections import deque
 from collections.abc import Callable
+from contextvars import Context
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar, final
@@ -593,6 +594,50 @@ class ActorSystem:
         if cell._parent is not self._root:  # guardians are not counted
             self._live_actors -= 1
 
+    def _run_woken_inline(self, work: Callable[[], None]) -> None:
+        """Call ``work`` (which tells local actors), then run the actors it woke, here.
+
+        A message to an idle actor schedules the actor's run with ``call_soon``, one loop
+        iteration later; the runs scheduled while ``work`` runs are collected and made right
+        after it, in this callback, as the loop would make them (in order, in the given context,
+        an error reported to the loop's exception handler). Only those first runs: an actor that
+        has more left after ``throughput`` messages, or that an inline run wakes, is scheduled on
+        the loop as usual. If ``work`` raises, the collected runs go to the loop and the error
+        propagates. Remoting uses this for each batch of frames a connection delivers.
+        """
+        runs: list[tuple[Callable[..., object], tuple[Any, ...], Context | None]] = []
+        call_soon = self._call_soon
+
+        def collect(
+            callback: Callable[..., object], *args: Any, context: Context | None = None
+        ) -> None:
+            runs.append((callback, args, context))
+
+        self._call_soon = collect  # type: ignore[assignment]
+        try:
+            work()
+        except BaseException:
+            for callback, args, context in runs:
+                call_soon(callback, *args, context=context)
+            raise
+        finally:
+            self._call_soon = call_soon
+        for callback, args, context in runs:
+            if context is not None and not _can_enter(context):
+                call_soon(callback, *args, context=context)  # we run inside it: leave it be
+                continue
+            try:
+                if context is None:
+                    callback(*args)
+                else:
+                    context.run(callback, *args)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:  # as asyncio's Handle._run reports it
+                self._loop.call_exception_handler(
+                    {"message": f"Exception in callback {callback!r}", "exception": exc}
+                )
+
     def _dead_letter(self, message: object, recipient: ActorRef[Any], reason: str) -> None:
         """Publish a dropped message (and fail the asks waiting for a reply to it, if any)."""
         self._dead_letter_count += 1
@@ -609,3 +654,12 @@ class ActorSystem:
         if stream._cell._status >= _STOPPING:
             return  # shutting down: the stream cannot deliver, and telling it would recurse
         stream.tell(EventStreamPublish(DeadLetter(message, recipient, reason)))
+
+
+def _can_enter(context: Context) -> bool:
+    """Whether ``context`` can be entered here (it is not the one running this code)."""
+    try:
+        context.run(int)
+    except RuntimeError:
+        return False
+    return True

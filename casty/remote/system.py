@@ -6,7 +6,6 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Coroutine, Iterable
-from contextvars import Context
 from typing import Any, ClassVar, Final, final
 
 from casty._calm_log import CalmLog
@@ -91,15 +90,6 @@ def _field_values(message: object) -> Iterable[object]:
     if isinstance(message, tuple):
         return message
     return list(getattr(message, "__dict__", {}).values())
-
-
-def _can_enter(context: Context) -> bool:
-    """Whether ``context`` can be entered here (it is not the one running this code)."""
-    try:
-        context.run(int)
-    except RuntimeError:
-        return False
-    return True
 
 
 def _unreachable(message: object) -> None:
@@ -495,51 +485,19 @@ class RemoteActorSystem(ActorSystem):
     def _dispatch_frames(self, association: Association, frames: list[bytes]) -> None:
         """Dispatch a batch of frames, then run the actors it woke, before returning.
 
-        A message to an idle actor schedules the actor's run with ``call_soon``, one loop
-        iteration later; here the runs scheduled while the batch is dispatched are collected
-        and made right after it, in this callback, as the loop would make them (in order, in
-        the given context, an error reported to the loop's exception handler). That saves a
-        request the loop iteration between its arrival and its handling. Only those first
-        runs: an actor that has more left after ``throughput`` messages, or that an inline
-        run wakes, is scheduled on the loop as usual.
+        That saves a request the loop iteration between its arrival and its handling (see
+        `ActorSystem._run_woken_inline`).
 
         Raises:
             DecodeError: a protocol violation; the caller drops the connection (the runs
                 scheduled before it go to the loop).
         """
-        runs: list[tuple[Callable[..., object], tuple[Any, ...], Context | None]] = []
-        call_soon = self._call_soon
 
-        def collect(
-            callback: Callable[..., object], *args: Any, context: Context | None = None
-        ) -> None:
-            runs.append((callback, args, context))
-
-        self._call_soon = collect  # type: ignore[assignment]
-        try:
+        def dispatch_all() -> None:
             for frame in frames:
                 self._dispatch(association, frame)
-        except BaseException:
-            for callback, args, context in runs:
-                call_soon(callback, *args, context=context)
-            raise
-        finally:
-            self._call_soon = call_soon
-        for callback, args, context in runs:
-            if context is not None and not _can_enter(context):
-                call_soon(callback, *args, context=context)  # we run inside it: leave it be
-                continue
-            try:
-                if context is None:
-                    callback(*args)
-                else:
-                    context.run(callback, *args)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:  # as asyncio's Handle._run reports it
-                self._loop.call_exception_handler(
-                    {"message": f"Exception in callback {callback!r}", "exception": exc}
-                )
+
+        self._run_woken_inline(dispatch_all)
 
     def _dispatch(self, association: Association, frame: bytes) -> None:
         """Deliver every entry of an envelope frame, in order.
