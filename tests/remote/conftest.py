@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-from remote_support import Recorder
+from remote_support import FAST, MakeSystem, Pki, Recorder
 
 from casty.actors import ActorSystem, DeadLetter, EventStreamSubscribe
-from casty.certs import CertificateFiles, create_ca, create_node_certificate
-from casty.remote import RemoteActorSystem, RemoteSettings
-from casty.transports import TLSTransport
-
-#: Short timeouts so failure paths finish quickly; each test may override them.
-FAST = RemoteSettings(
-    handshake_timeout=1.0,
-    failure_timeout=1.0,
-    min_backoff=0.02,
-    max_backoff=0.2,
-    heartbeat_interval=0.05,
-    acceptable_heartbeat_pause=0.1,
-    phi_threshold=3.0,
-    shutdown_flush_timeout=0.5,
-)
-
-MakeSystem = Callable[..., Awaitable[RemoteActorSystem]]
+from casty.certs import create_ca, create_node_certificate
+from casty.remote import RemoteActorSystem
 
 
 @pytest.fixture
@@ -55,20 +38,6 @@ def dead_letters() -> Callable[[ActorSystem], Recorder]:
         return recorder
 
     return subscribe
-
-
-@dataclass(frozen=True)
-class Pki:
-    """A throwaway cluster CA (built with `casty.certs`) and two node certificates."""
-
-    ca: Path
-    node_a: CertificateFiles
-    node_b: CertificateFiles
-    foreign_ca: Path
-    foreign: CertificateFiles
-
-    def transport(self, files: CertificateFiles, ca: Path | None = None) -> TLSTransport:
-        return TLSTransport(files.cert, files.key, ca or self.ca, handshake_timeout=1.0)
 
 
 @pytest.fixture(scope="session")

@@ -6,14 +6,46 @@ under the same name, so their wire names (``module:qualname``) resolve on both s
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from casty.actors import ActorContext, ActorRef, ActorSystem, Behavior, Behaviors
-from casty.remote import RemoteActorSystem
+from casty.certs import CertificateFiles
+from casty.remote import RemoteActorSystem, RemoteSettings
 from casty.testing import wait_until
+from casty.transports.tls import TLSTransport
 
 WAIT = 5.0  # seconds a test waits for a condition before failing
+
+#: Short timeouts so failure paths finish quickly; each test may override them.
+FAST = RemoteSettings(
+    handshake_timeout=1.0,
+    failure_timeout=1.0,
+    min_backoff=0.02,
+    max_backoff=0.2,
+    heartbeat_interval=0.05,
+    acceptable_heartbeat_pause=0.1,
+    phi_threshold=3.0,
+    shutdown_flush_timeout=0.5,
+)
+
+MakeSystem = Callable[..., Awaitable[RemoteActorSystem]]
+
+
+@dataclass(frozen=True)
+class Pki:
+    """A throwaway cluster CA (built with `casty.certs`) and two node certificates."""
+
+    ca: Path
+    node_a: CertificateFiles
+    node_b: CertificateFiles
+    foreign_ca: Path
+    foreign: CertificateFiles
+
+    def transport(self, files: CertificateFiles, ca: Path | None = None) -> TLSTransport:
+        return TLSTransport(files.cert, files.key, ca or self.ca, handshake_timeout=1.0)
 
 
 @dataclass(frozen=True)

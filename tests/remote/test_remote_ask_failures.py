@@ -8,8 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from conftest import FAST, MakeSystem
-from remote_support import WAIT, Echo, Num, Recorder
+from remote_support import FAST, WAIT, Echo, MakeSystem, Num, Recorder
 
 from casty.actors import ActorRef, Behaviors
 from casty.errors import (

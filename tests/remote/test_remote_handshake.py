@@ -13,8 +13,7 @@ from dataclasses import replace
 
 import msgpack
 import pytest
-from conftest import FAST, MakeSystem, Pki
-from remote_support import Num, Recorder
+from remote_support import FAST, MakeSystem, Num, Pki, Recorder
 
 from casty.errors import ConnectFailed, HandshakeFailed
 from casty.remote import PROTOCOL_VERSION, RemoteActorSystem

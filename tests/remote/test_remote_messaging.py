@@ -10,11 +10,11 @@ from functools import partial
 from typing import Any
 
 import pytest
-from conftest import MakeSystem
 from remote_support import (
     Blob,
     Echo,
     Forward,
+    MakeSystem,
     Num,
     Recorder,
     Reply,

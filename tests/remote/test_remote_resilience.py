@@ -12,9 +12,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import FAST, MakeSystem
 from remote_support import (
+    FAST,
     Echo,
+    MakeSystem,
     Num,
     Recorder,
     Reply,

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from conftest import MakeSystem, Pki
-from remote_support import Echo, Num, Recorder, Reply, Watcher, echo_behavior, watched_by
+from remote_support import (
+    Echo,
+    MakeSystem,
+    Num,
+    Pki,
+    Recorder,
+    Reply,
+    Watcher,
+    echo_behavior,
+    watched_by,
+)
 
 from casty.actors import Behaviors, Terminated
 from casty.testing import wait_until

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from conftest import FAST, MakeSystem
-from remote_support import Num, Recorder, Watcher, connected, watched_by
+from remote_support import FAST, MakeSystem, Num, Recorder, Watcher, connected, watched_by
 
 from casty.actors import ActorSystem, Behaviors, EventStreamSubscribe, Terminated
 from casty.errors import ConnectFailed, HandshakeFailed
