@@ -11,7 +11,8 @@ answers ``Ping`` with ``Pong`` over 1,000 entity ids; 100 asks stay in flight fo
   them go to an entity on another node, one remote hop, as for the client).
 
 Prints one JSON line: ``{"name", "ours", "baseline", "ratio", "unit"}`` (the issue's target is
-a ratio >= 0.9).
+a ratio >= 0.9). ``benchmarks/coordination.py`` reuses this entity and driver to measure the
+same from a client and a member each in its own process.
 
 Usage: ``python benchmarks/client.py [--seconds 3] [--in-flight 100]``
 """

@@ -110,8 +110,52 @@ def _add_cert(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     info.set_defaults(handler=_cert_info)
 
 
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from casty.demo.command import add_demo  # argparse only; the demo imports on run
+
+    add_demo(commands)
+
+
+def _add_node(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from casty.node_command import add_node  # argparse only; the node imports on run
+
+    add_node(commands)
+
+
+def _status(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from casty.client.status import fetch_status, render_status
+
+    document = asyncio.run(
+        fetch_status(
+            args.contact,
+            system_name=args.system_name,
+            transport=args.transport,
+            timeout=args.timeout,
+        )
+    )
+    print(json.dumps(document, indent=2) if args.json else render_status(document))
+    return 0
+
+
+def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    status = commands.add_parser(
+        "status", help="show a cluster's members, leader and shards (as a client, not joining)"
+    )
+    status.add_argument("--contact", required=True, metavar="HOST:PORT", help="a member")
+    status.add_argument("--system-name", default="casty", help="the cluster's name (casty)")
+    status.add_argument("--transport", default="tcp://", help="transport URL (tcp://)")
+    status.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (5)")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=_status)
+
+
 _GROUPS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
     _add_cert,
+    _add_demo,
+    _add_node,
+    _add_status,
 )
 
 

@@ -429,43 +429,52 @@ class ActorCell(Generic[M]):
 
     async def _drain(self) -> None:
         ctx: ActorContext[M] = self  # type: ignore[assignment]  # every cell is a context
-        budget = self._system._throughput
-        while budget:
-            budget -= 1
-            if self._sysq is not None:
-                await self._system_message()
-                continue
-            status = self._status
-            if status != _RUNNING:
-                if status == _STARTING:
-                    await self._start()
+        system = self._system
+        budget = system._throughput
+        mailbox = self._mailbox
+        if mailbox is not None and len(mailbox) > system._mailbox_high_water:
+            system._mailbox_high_water = len(mailbox)  # deepest when a run starts
+        handled = 0
+        try:
+            while budget:
+                budget -= 1
+                if self._sysq is not None:
+                    await self._system_message()
                     continue
-                return
-            mailbox = self._mailbox
-            if not mailbox:
-                return
-            message = mailbox.popleft()
-            try:
-                if message.__class__ is _Envelope:
-                    message = self._open(message)
-                    if message is _DISCARD:
+                status = self._status
+                if status != _RUNNING:
+                    if status == _STARTING:
+                        await self._start()
                         continue
-                result = self._behavior.handler(ctx, message)
-                if type(result) is CoroutineType:
-                    result = await result
-                if result is not _SAME:
-                    if type(result) is _Receive:
-                        self._behavior = result
-                    else:
-                        await self._become(result, message)
-            except Exception as exc:
-                await self._fail(exc)
-            except asyncio.CancelledError as exc:
-                if self._cancelling():
-                    # Stopped while handling `message`: its asker need not wait for a timeout.
-                    self._fail_asks(message)
-                    raise
-                await self._fail(exc)
+                    return
+                mailbox = self._mailbox
+                if not mailbox:
+                    return
+                message = mailbox.popleft()
+                handled += 1
+                try:
+                    if message.__class__ is _Envelope:
+                        message = self._open(message)
+                        if message is _DISCARD:
+                            continue
+                    result = self._behavior.handler(ctx, message)
+                    if type(result) is CoroutineType:
+                        result = await result
+                    if result is not _SAME:
+                        if type(result) is _Receive:
+                            self._behavior = result
+                        else:
+                            await self._become(result, message)
+                except Exception as exc:
+                    await self._fail(exc)
+                except asyncio.CancelledError as exc:
+                    if self._cancelling():
+                        # Stopped while handling `message`: its asker need not wait for a timeout.
+                        self._fail_asks(message)
+                        raise
+                    await self._fail(exc)
+        finally:
+            system._processed += handled
 
     def _fail_asks(self, message: object) -> None:
         """Fail the asks whose ``reply_to`` is a top-level field of ``message`` (a reply

@@ -10,7 +10,7 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from casty.actors.behaviors import _SAME, _UNHANDLED, Behavior
+from casty.actors.behaviors import _SAME, _UNHANDLED, Behavior, Behaviors
 from casty.actors.cell import (
     _PIPE,
     _STOPPING,
@@ -174,6 +174,12 @@ class ActorContext(ActorCell[M]):
     ) -> LocalActorRef[N]:
         check_name(name)
         check_behavior(behavior)
+        defaults = self._system._user_defaults
+        if defaults is not None and self._ref.path.startswith("/user"):
+            if mailbox_capacity is None:
+                mailbox_capacity = defaults[0]
+            if defaults[1] is not None:  # outermost: the actor's own supervise wins
+                behavior = Behaviors.supervise(behavior, defaults[1])
         capacity = check_capacity(mailbox_capacity)
         if self._status >= _STOPPING:
             raise ActorStopped(f"{self._ref.path} is stopping; cannot spawn {name!r}")

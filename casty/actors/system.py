@@ -46,6 +46,7 @@ from casty.errors import (
     StashOverflow,
     UnhandledMessage,
 )
+from casty.metrics import LatencyHistogram, Metrics, snapshot
 
 __all__ = ["ActorRefCodec", "ActorSystem", "ActorSystemStatistics"]
 
@@ -224,6 +225,14 @@ class ActorSystem:
         self._ask_timeouts = AskTimeouts(self._clock)
         self._live_actors = 0
         self._dead_letter_count = 0
+        # Metrics (`metrics()`): plain counters, bumped on the hot path.
+        self._processed = 0
+        self._mailbox_high_water = 0
+        self._dead_letter_reasons: dict[str, int] = {}
+        self._journal_writes = LatencyHistogram()
+        # (mailbox capacity, supervisor strategy) for user actors spawned without their own;
+        # set from a configuration (`casty.config`), None when there is nothing to apply.
+        self._user_defaults: tuple[int | None, SupervisorStrategy | None] | None = None
         self._state = _OPEN
         self._started = False
         self._shut_down = asyncio.Event()
@@ -419,6 +428,10 @@ class ActorSystem:
     def statistics(self) -> ActorSystemStatistics:
         """A snapshot of the counters (see `ActorSystemStatistics`)."""
         return ActorSystemStatistics(self._live_actors, self._dead_letter_count, len(self._tasks))
+
+    def metrics(self) -> Metrics:
+        """A snapshot of this system's counters (see `casty.metrics.Metrics`)."""
+        return snapshot(self)
 
     async def start(self) -> None:
         """Start the system's services; idempotent. A local system needs nothing started, so
@@ -641,6 +654,8 @@ class ActorSystem:
     def _dead_letter(self, message: object, recipient: ActorRef[Any], reason: str) -> None:
         """Publish a dropped message (and fail the asks waiting for a reply to it, if any)."""
         self._dead_letter_count += 1
+        reasons = self._dead_letter_reasons
+        reasons[reason] = reasons.get(reason, 0) + 1
         for promise in reply_promises(message):
             # The request will never be handled, so no reply can come: fail fast.
             error = _undeliverable(message, recipient, reason)

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar, final
+from typing import TYPE_CHECKING, Any, TypeVar, final
 
 from casty.abc import Address
 from casty.actors.behaviors import Behavior, Behaviors
@@ -24,6 +24,9 @@ from casty.remote.address import ActorAddress
 from casty.remote.events import PeerConnected, PeerDisconnected, PeerEvent, PeerLost
 from casty.remote.system import RemoteActorSystem
 from casty.sharding.messages import ShardEnvelope
+
+if TYPE_CHECKING:
+    from casty.distributed import Distributed
 
 __all__ = ["ClientShardRef", "ClusterClient"]
 
@@ -47,23 +50,27 @@ class ClientShardRef(ActorRef[ShardEnvelope]):
     the shard's owner. See `ClusterClient` for what happens when there is none.
     """
 
-    __slots__ = ("_client", "_num_shards", "_type_name")
+    __slots__ = ("_client", "_namespace", "_num_shards", "_type_name")
 
-    def __init__(self, client: ClusterClient, type_name: str, num_shards: int) -> None:
+    def __init__(
+        self, client: ClusterClient, type_name: str, num_shards: int, namespace: str = "user"
+    ) -> None:
         self._client = client
         self._type_name = type_name
         self._num_shards = num_shards
+        # "system" for the regions spawned as system actors (the coordination types).
+        self._namespace = namespace
 
     @property
     def path(self) -> str:
-        return f"/user/{self._type_name}"
+        return f"/{self._namespace}/{self._type_name}"
 
     @property
     def address(self) -> str:
-        return f"casty-client://{self._client.system_name}/user/{self._type_name}"
+        return f"casty-client://{self._client.system_name}{self.path}"
 
     def tell(self, message: ShardEnvelope) -> None:
-        self._client._routing.route(self._type_name, self._num_shards, message)
+        self._client._routing.route(self._type_name, self._num_shards, message, self._namespace)
 
 
 @final
@@ -161,6 +168,7 @@ class ClusterClient:
         self._first = asyncio.Event()
         self._rotation = 0
         self._open = False
+        self._distributed: Distributed | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -258,6 +266,22 @@ class ClusterClient:
             raise ResourceClosed("the cluster client is not open")
         reply: T = await self._system.ask(ref, factory, timeout=timeout)
         return reply
+
+    def distributed(self) -> Distributed:
+        """The coordination facade over the cluster (locks, semaphores, barriers, counters,
+        maps, sets, queues): the same `casty.distributed.Distributed` API as a member's, its
+        requests routed straight to the owning members. One per client.
+
+        Raises:
+            ResourceClosed: the client is not open.
+        """
+        if not self._open:
+            raise ResourceClosed("the cluster client is not open")
+        if self._distributed is None:
+            from casty.distributed import Distributed  # the client does not need it otherwise
+
+            self._distributed = Distributed(self)
+        return self._distributed
 
     # -- internals ------------------------------------------------------------------------
 

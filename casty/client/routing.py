@@ -85,7 +85,7 @@ class ClientRouting:
         self._breakers: dict[Address, _Fingerprint] = {}
         self._regions: dict[tuple[Address, str], ActorRef[Any]] = {}
         self._shards: dict[tuple[str, int], dict[str, int]] = {}
-        self._buffer: deque[tuple[str, int, ShardEnvelope]] = deque()
+        self._buffer: deque[tuple[str, int, ShardEnvelope, str]] = deque()
         self._direct = 0
         self._via_region = 0
         self._dead = 0
@@ -146,8 +146,14 @@ class ClientRouting:
 
     # -- routing ----------------------------------------------------------------------------
 
-    def route(self, type_name: str, num_shards: int, message: object) -> None:
-        """Send ``message`` (a `ShardEnvelope`) towards its shard's owner, or buffer it."""
+    def route(
+        self, type_name: str, num_shards: int, message: object, namespace: str = "user"
+    ) -> None:
+        """Send ``message`` (a `ShardEnvelope`) towards its shard's owner, or buffer it.
+
+        ``namespace`` is where the type's regions live: ``"user"``, or ``"system"`` for
+        regions spawned as system actors (the coordination types).
+        """
         if message.__class__ is not ShardEnvelope:
             self._drop(message, f"a shard ref of {type_name!r} takes ShardEnvelope messages")
             return
@@ -165,17 +171,17 @@ class ClientRouting:
             if len(cache) >= _SHARD_CACHE_SIZE:
                 cache.clear()
             cache[envelope.entity_id] = shard_id
-        if not self._send(type_name, shard_id, envelope):
-            self._hold(type_name, shard_id, envelope)
+        if not self._send(type_name, shard_id, envelope, namespace):
+            self._hold(type_name, shard_id, envelope, namespace)
 
-    def _send(self, type_name: str, shard_id: int, envelope: ShardEnvelope) -> bool:
+    def _send(self, type_name: str, shard_id: int, envelope: ShardEnvelope, namespace: str) -> bool:
         snapshot = self.snapshot
         if snapshot is None:
             return False
         owner = snapshot.shard_allocations.get(type_name, {}).get(shard_id)
         if owner is not None:
             if self.usable(owner):
-                self._region(owner, type_name).tell(envelope)
+                self._region(owner, type_name, namespace).tell(envelope)
                 self._direct += 1
                 return True
             if self._status.get(owner) in _USABLE:
@@ -185,18 +191,19 @@ class ClientRouting:
         if not available:
             return False
         via = available[shard_id % len(available)]
-        self._region(via, type_name).tell(envelope)
+        self._region(via, type_name, namespace).tell(envelope)
         self._via_region += 1
         return True
 
-    def _region(self, node: Address, type_name: str) -> ActorRef[Any]:
+    def _region(self, node: Address, type_name: str, namespace: str) -> ActorRef[Any]:
         ref = self._regions.get((node, type_name))
         if ref is None:
             root = ActorAddress.of_node(self._system_name, node).root
-            ref = self._regions[(node, type_name)] = self._resolve(f"{root}/user/{type_name}")
+            path = f"{root}/{namespace}/{type_name}"
+            ref = self._regions[(node, type_name)] = self._resolve(path)
         return ref
 
-    def _hold(self, type_name: str, shard_id: int, envelope: ShardEnvelope) -> None:
+    def _hold(self, type_name: str, shard_id: int, envelope: ShardEnvelope, namespace: str) -> None:
         if len(self._buffer) >= self._buffer_size:
             self._drop(
                 envelope,
@@ -204,21 +211,21 @@ class ClientRouting:
                 f"{shard_id} of {type_name!r} has no reachable owner",
             )
             return
-        self._buffer.append((type_name, shard_id, envelope))
+        self._buffer.append((type_name, shard_id, envelope, namespace))
 
     def flush(self) -> None:
         """Route the buffered envelopes again, in order; those still stuck stay buffered."""
         if not self._buffer:
             return
         waiting, self._buffer = self._buffer, deque()
-        for type_name, shard_id, envelope in waiting:
-            if not self._send(type_name, shard_id, envelope):
-                self._buffer.append((type_name, shard_id, envelope))
+        for type_name, shard_id, envelope, namespace in waiting:
+            if not self._send(type_name, shard_id, envelope, namespace):
+                self._buffer.append((type_name, shard_id, envelope, namespace))
 
     def drain(self, reason: str) -> None:
         """Turn every buffered envelope into a dead letter (the client is closing)."""
         waiting, self._buffer = self._buffer, deque()
-        for _, _, envelope in waiting:
+        for _, _, envelope, _ in waiting:
             self._drop(envelope, reason)
 
     def _drop(self, message: object, reason: str) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
-from casty.abc import Address, Discovery, Serializer, Transport
+from casty.abc import Address, Discovery, Journal, Serializer, Transport
 from casty.actors.ref import ActorRef
 from casty.clock import Clock
 from casty.cluster.config import ClusterConfig
@@ -16,9 +17,11 @@ from casty.cluster.facade import Cluster
 from casty.cluster.member import UniqueAddress
 from casty.discovery import as_discovery
 from casty.errors import ClusterError, ConfigurationError, NodeDowned, QuorumNotReached
+from casty.logs import node_started
 from casty.remote import ActorAddress, RemoteActorSystem, RemoteSettings
 
 if TYPE_CHECKING:
+    from casty.config import CastyConfig
     from casty.distributed import Distributed
 
 __all__ = ["TOPOLOGY_PATH", "ClusteredActorSystem"]
@@ -96,7 +99,12 @@ class ClusteredActorSystem(RemoteActorSystem):
         serializer: a `Serializer` or its name; every node uses the same one.
         discovery: a `Discovery`, its URL, or a function returning seeds.
         roles: this node's roles (``member.roles``).
-        config: the cluster settings (`ClusterConfig`).
+        config: the cluster settings (`ClusterConfig`), or a whole node's configuration: a
+            `casty.config.CastyConfig`, the path of a ``casty.toml`` or a dict shaped like one
+            (read with `casty.config.load_config`, ``CASTY_*`` variables included). Then
+            every argument left at its default takes the configuration's value, and the
+            configuration also sets the node's journal, mailbox and supervision defaults,
+            sharding and replication defaults and the Prometheus endpoint.
         incarnation: this start's identity (random when ``None``); a restarted node gets a new
             one, so the cluster replaces its old self.
         remote_settings: remoting's settings (`RemoteSettings`).
@@ -129,12 +137,21 @@ class ClusteredActorSystem(RemoteActorSystem):
         serializer: Serializer | str = "msgpack",
         discovery: Discovery | str | Any = None,
         roles: Iterable[str] = (),
-        config: ClusterConfig | None = None,
+        config: (
+            ClusterConfig | CastyConfig | str | os.PathLike[str] | Mapping[str, Any] | None
+        ) = None,
         incarnation: int | None = None,
         remote_settings: RemoteSettings | None = None,
         clock: Clock | None = None,
         throughput: int = 300,
     ) -> None:
+        if config is not None and not isinstance(config, ClusterConfig):
+            from casty.config.apply import apply_node_config, system_arguments
+
+            node_config, arguments = system_arguments(config, locals())
+            ClusteredActorSystem.__init__(self, **arguments)
+            apply_node_config(self, node_config)
+            return
         super().__init__(
             name,
             host=host,
@@ -174,6 +191,9 @@ class ClusteredActorSystem(RemoteActorSystem):
         self._topology_refs: dict[Address, ActorRef[Any]] = {}
         self._leave_on_shutdown = True
         self._distributed: Distributed | None = None
+        self._node_config: CastyConfig | None = None  # set by a whole configuration
+        self._journal: Journal | None = None
+        self._prometheus: Any = None
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -194,23 +214,46 @@ class ClusteredActorSystem(RemoteActorSystem):
         return self._config
 
     @property
+    def configuration(self) -> CastyConfig:
+        """The node's whole configuration (`casty.config.CastyConfig`) as given to ``config=``;
+        without one, the defaults (the system then runs with its arguments and
+        `cluster_config`, and this supplies the sharding, replication and metrics defaults)."""
+        if self._node_config is None:
+            from casty.config import CastyConfig
+
+            self._node_config = CastyConfig()
+        return self._node_config
+
+    @property
+    def journal(self) -> Journal | None:
+        """The node's journal (``[journal] url``), open while the system runs; else None."""
+        return self._journal
+
+    @property
     def self_node(self) -> UniqueAddress:
         """This node's address and incarnation (known once started)."""
         return UniqueAddress(self.node_address, self.incarnation)
 
-    def distributed(self) -> Distributed:
-        """The coordination facade (locks, barriers); see `casty.distributed.Distributed`.
+    def distributed(self, **options: Any) -> Distributed:
+        """The coordination facade (locks, semaphores, barriers, counters, maps, sets, queues);
+        see `casty.distributed.Distributed`, whose keyword options (``journal``,
+        ``replication``, ``lock_ttl``, ``timeout``, ``roles``) the first call takes.
 
         The first call spawns this node's regions of the internal sharded types; later calls
         return the same facade. Call it on every member that should host coordination entities.
 
         Raises:
             ResourceClosed: the system is stopped.
+            ConfigurationError: a bad option, or options given after the facade was created.
         """
         if self._distributed is None:
             from casty.distributed import Distributed  # the cluster does not need it otherwise
 
-            self._distributed = Distributed(self)
+            self._distributed = Distributed(self, **options)
+        elif options:
+            raise ConfigurationError(
+                "system.distributed() takes its options on the first call only"
+            )
         return self._distributed
 
     async def barrier(self, name: str, n: int, *, timeout: float = 60.0) -> int:
@@ -248,8 +291,13 @@ class ClusteredActorSystem(RemoteActorSystem):
     # -- hooks ---------------------------------------------------------------------------------
 
     async def _start_services(self) -> None:
+        # Before the first log record; `start_node_services` corrects it once the port is bound.
+        node_started(id(self), self._node_id or f"{self._host}:{self._port}", self._context)
         await super()._start_services()
         node = self.self_node
+        from casty.config.services import start_node_services  # journal, logs, Prometheus
+
+        await start_node_services(self)
         self._cluster = Cluster(node, self._config)
         settings = TopologySettings(
             self_node=node,
@@ -278,6 +326,9 @@ class ClusteredActorSystem(RemoteActorSystem):
         finally:
             if self._owns_discovery and self._discovery is not None:
                 await self._discovery.aclose()
+            from casty.config.services import stop_node_services
+
+            await stop_node_services(self)
 
     # -- internals -----------------------------------------------------------------------------
 

@@ -18,11 +18,11 @@ from casty.actors.context import ActorContext
 from casty.actors.ref import ActorRef
 from casty.actors.timers import TimerScheduler
 from casty.cluster.events import MemberDowned, MemberRemoved
-from casty.errors import AskTimeout, BarrierBroken, CastyError, ConfigurationError
-from casty.sharding.messages import ShardEnvelope
+from casty.errors import BarrierBroken, ConfigurationError
 
 if TYPE_CHECKING:
     from casty.cluster.system import ClusteredActorSystem
+    from casty.distributed.channel import Channel
 
 __all__ = [
     "Arrive",
@@ -179,13 +179,17 @@ def barrier_entity(entity_id: str) -> Behavior[Any]:
 
 
 async def await_barrier(
-    system: ClusteredActorSystem,
-    region: ActorRef[Any],
+    channel: Channel,
+    type_name: str,
     name: str,
     parties: int,
     timeout: float,
 ) -> int:
-    """Arrive at barrier ``name`` through ``region`` and wait for the round to complete.
+    """Arrive at barrier ``name`` (an entity of ``type_name``) and wait for the round.
+
+    The arrival names ``channel.identity`` as the participant's node: a member's node is
+    watched (downed or removed breaks the round); a client's never matches, so a client
+    participant that dies breaks the round only through the timeout.
 
     Returns:
         The round's generation (0 for the first round of this barrier's entity).
@@ -202,19 +206,15 @@ async def await_barrier(
         raise ConfigurationError(f"parties must be an int >= 1, got {parties!r}")
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
         raise ConfigurationError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-    node = str(system.self_node)
-
-    def factory(reply_to: ActorRef[Any]) -> ShardEnvelope:
-        return ShardEnvelope(name, Arrive(parties, node, float(timeout), reply_to))
-
-    try:
-        answer = await system.ask(region, factory, timeout=timeout + ANSWER_GRACE)
-    except (TimeoutError, AskTimeout) as exc:
-        raise BarrierBroken(f"barrier {name!r}: no answer within {timeout} s") from exc
-    except CastyError as exc:
-        if isinstance(exc, ConfigurationError):
-            raise
-        raise BarrierBroken(f"barrier {name!r}: {exc}") from exc
+    node = channel.identity
+    answer = await channel.ask(
+        type_name,
+        name,
+        lambda reply_to: Arrive(parties, node, float(timeout), reply_to),
+        timeout + ANSWER_GRACE,
+        BarrierBroken,
+        f"barrier {name!r}",
+    )
     if isinstance(answer, BarrierPassed):
         return answer.generation
     if isinstance(answer, BarrierTripped):

@@ -462,6 +462,7 @@ class _Entity(Generic[C, S]):
                     make_entry(persistence_id, nr, payload, name, manifest, epoch, now)
                     for nr, (payload, manifest) in enumerate(encoded, first)
                 ]
+            started = time.perf_counter()
             try:
                 await self._journal.write(entries)
             except Exception as exc:
@@ -472,6 +473,7 @@ class _Entity(Generic[C, S]):
                 self._state = self._durable_state
                 self._sequence_nr = self._durable_sequence_nr
                 raise
+            self._ctx.system._journal_writes.record(time.perf_counter() - started)
             last = batch[-1]
             before = self._durable_sequence_nr
             self._durable_state = last.state

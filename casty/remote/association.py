@@ -138,6 +138,10 @@ class Association:
         self.detector: PhiAccrualFailureDetector | None = None
         self.sent = 0
         self.received = 0
+        self.frames_sent = 0
+        self.bytes_sent = 0
+        self.frames_received = 0
+        self.bytes_received = 0
         self._loop = system._loop
         self._capacity = system.settings.outbound_queue_size
         self._initiated = False  # whether `conn` was opened by this node
@@ -214,6 +218,8 @@ class Association:
             self._requeue(chunk[1:])  # the reader is about to notice and reconnect
             return
         self.sent += 1
+        self.frames_sent += 1
+        self.bytes_sent += len(frame)
         self._turn = self._loop.call_soon(self._end_turn)
 
     def _end_turn(self) -> None:
@@ -281,6 +287,8 @@ class Association:
                 self._requeue([entry for _, rest in frames[index:] for entry in rest[1:]])
                 raise
             self.sent += len(chunk) >> 1
+            self.frames_sent += 1
+            self.bytes_sent += len(frame)
 
     def _encode(self, chunk: list[Any], frames: list[tuple[bytes, list[Any]]], limit: int) -> None:
         """Append ``chunk``'s frame(s) to ``frames``: split when over ``limit`` bytes, and with
@@ -744,6 +752,10 @@ class Association:
             messages_received=self.received,
             watching=len(self.watching),
             watched_by=len(self.watched_by),
+            frames_sent=self.frames_sent,
+            bytes_sent=self.bytes_sent,
+            frames_received=self.frames_received,
+            bytes_received=self.bytes_received,
         )
 
     def __repr__(self) -> str:

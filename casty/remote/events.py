@@ -111,6 +111,10 @@ class PeerStatistics:
         messages_received: entries received from the peer.
         watching: actors of the peer watched from this node.
         watched_by: actors of this node the peer watches.
+        frames_sent: frames handed to connections to the peer.
+        bytes_sent: bytes of those frames (framing overhead excluded).
+        frames_received: frames received from the peer.
+        bytes_received: bytes of those frames.
     """
 
     address: Address
@@ -121,6 +125,10 @@ class PeerStatistics:
     messages_received: int
     watching: int
     watched_by: int
+    frames_sent: int = 0
+    bytes_sent: int = 0
+    frames_received: int = 0
+    bytes_received: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -493,6 +493,9 @@ class RemoteActorSystem(ActorSystem):
                 scheduled before it go to the loop).
         """
 
+        association.frames_received += len(frames)
+        association.bytes_received += sum(map(len, frames))
+
         def dispatch_all() -> None:
             for frame in frames:
                 self._dispatch(association, frame)

@@ -1,58 +1,128 @@
-"""`most_advanced_replica`: which replica store a failed primary's successor should be."""
+"""`pull_missing`: a promoted primary takes, from its peers, the entries of an id it lacks.
+
+The coordinator promotes the replica whose copy of the shard is the most advanced
+(`casty.replication.protocol.GetShardProgress`), but a per-shard measure cannot say that one
+copy holds every acknowledged event of every id: with ``min_acks < replicas`` one write may
+have reached only replica B and another only replica C. So a promoted primary, the first time
+it recovers an entity of the shard, asks the shard's other replica stores for the id's
+highest entry and copies the entries it lacks from the most advanced one. Every acknowledged
+write reached ``min_acks`` stores; when fewer of them were lost with the primary, one that
+answers holds it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from casty.errors import ReplicationError
-from casty.replication.protocol import GetReplicaHighest, ReplicaHighest
+from casty.abc import Journal, JournalEntry
+from casty.errors import AskTimeout, SequenceConflict, StaleEpoch
+from casty.replication.protocol import (
+    GetReplicaHighest,
+    ReadReplica,
+    ReplicaEntries,
+    ReplicaHighest,
+)
+from casty.replication.replica import epoch_runs, last_epoch
 
 if TYPE_CHECKING:
     from casty.actors.ref import ActorRef
     from casty.actors.system import ActorSystem
 
-__all__ = ["most_advanced_replica"]
+__all__ = ["pull_missing"]
+
+_log = logging.getLogger(__name__)
 
 
-async def most_advanced_replica(
+async def pull_missing(
     system: ActorSystem,
+    local: Journal,
     stores: Sequence[ActorRef[Any]],
     persistence_id: str,
     *,
-    timeout: float = 2.0,
-) -> ReplicaHighest:
-    """Ask every store for its highest sequence number of ``persistence_id``; pick the highest.
+    timeout: float,
+) -> int:
+    """Copy into ``local`` the entries of ``persistence_id`` the most advanced store holds
+    beyond ``local``'s highest.
 
-    Every write acknowledged to a client reached ``min_acks >= 1`` stores, so when no more
-    than ``min_acks - 1`` of them are lost with the primary, the store with the highest
-    sequence number holds every acknowledged event: promoting it loses none. Ties go to the
-    earliest store in ``stores``. Stores that do not answer within ``timeout`` seconds are
-    left out.
+    The most advanced store is the one whose last entry has the highest ``(epoch, sequence
+    number)``. Stores that do not answer within ``timeout`` seconds (the whole pull's budget)
+    are skipped; the pull then copies what it could. Nothing is copied when the store's entry
+    at ``local``'s highest number differs from ``local``'s (another epoch's history: journals
+    are append-only, so it is logged and left), or when ``local`` refuses the entries (a newer
+    epoch or a concurrent writer).
 
     Returns:
-        The winning answer (``store`` is the store's ref, ``sequence_nr`` its highest).
+        How many entries were copied into ``local``.
 
     Raises:
-        ReplicationError: no store answered.
+        JournalUnavailable: ``local`` failed.
     """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    highest = await local.highest_sequence_nr(persistence_id)
+    mine = (await last_epoch(local, persistence_id, highest) if highest else 0, highest)
 
-    async def ask(store: ActorRef[Any]) -> ReplicaHighest:
+    async def ask_highest(store: ActorRef[Any]) -> ReplicaHighest:
         answer: ReplicaHighest = await system.ask(
             store, lambda r: GetReplicaHighest(persistence_id, r), timeout=timeout
         )
         return answer
 
-    answers = await asyncio.gather(*(ask(s) for s in stores), return_exceptions=True)
+    answers = await asyncio.gather(*(ask_highest(s) for s in stores), return_exceptions=True)
     best: ReplicaHighest | None = None
     for answer in answers:
         if isinstance(answer, asyncio.CancelledError):
             raise answer
         if isinstance(answer, ReplicaHighest) and (
-            best is None or answer.sequence_nr > best.sequence_nr
+            best is None or (answer.epoch, answer.sequence_nr) > (best.epoch, best.sequence_nr)
         ):
             best = answer
-    if best is None:
-        raise ReplicationError(f"no replica store of {persistence_id} answered within {timeout} s")
-    return best
+    if best is None or (best.epoch, best.sequence_nr) <= mine:
+        return 0
+    copied = 0
+    store, to_nr = best.store, best.sequence_nr
+    joined = highest == 0  # otherwise re-read our last number: the histories must join there
+    start = max(highest, 1)
+    while start <= to_nr:
+        left = deadline - loop.time()
+        if left <= 0:
+            break
+        try:
+            reply: ReplicaEntries = await system.ask(
+                store, functools.partial(ReadReplica, persistence_id, start, to_nr), timeout=left
+            )
+        except AskTimeout:
+            break
+        entries: Sequence[JournalEntry] = reply.entries
+        if not joined:
+            if not entries or not await _same_as_local(local, entries[0]):
+                _log.warning(
+                    "%s: replica store %s holds another history at %d; nothing copied",
+                    persistence_id,
+                    store,
+                    highest,
+                )
+                return 0
+            joined, entries = True, entries[1:]
+        if not entries:
+            break
+        try:
+            for run in epoch_runs(entries):
+                await local.write(run)
+                copied += len(run)
+        except (StaleEpoch, SequenceConflict) as exc:
+            _log.warning("%s: could not copy entries from %s: %s", persistence_id, store, exc)
+            return copied
+        start = entries[-1].sequence_nr + 1
+    return copied
+
+
+async def _same_as_local(local: Journal, entry: JournalEntry) -> bool:
+    nr = entry.sequence_nr
+    async for mine in local.replay(entry.persistence_id, nr, nr, limit=1):
+        return (mine.epoch, mine.payload) == (entry.epoch, entry.payload)
+    return False

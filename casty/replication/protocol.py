@@ -7,8 +7,12 @@
    journal, followed by the batch: catch-up from the replica's highest + 1), `ReplicaFenced`
    when it has stored a higher epoch for the id (the primary is stale and must stop writing),
    or `ReplicaDiverged` when it holds a different entry at a number it was sent.
-3. `GetReplicaHighest` / `ReplicaHighest`: what a replica holds for an id; promotion picks the
-   replica with the highest sequence number.
+3. `GetShardProgress` / `ShardProgress`: the coordinator, before promoting a replica of a lost
+   primary's shard, asks each replica region's store how advanced its copy of the shard is and
+   promotes the most advanced; the question also fences the store at the coming epoch.
+4. `GetReplicaHighest` / `ReplicaHighest` and `ReadReplica` / `ReplicaEntries`: a promoted
+   primary, recovering an entity, asks the shard's other stores what they hold of its id and
+   reads the entries it lacks from the most advanced one (`casty.replication.promotion`).
 
 Every message is a frozen dataclass with a stable ``module:qualname``; fields added later must
 have defaults, so an older node can still read a newer message.
@@ -23,12 +27,16 @@ from casty.abc import JournalEntry
 
 __all__ = [
     "GetReplicaHighest",
+    "GetShardProgress",
+    "ReadReplica",
     "ReplicaBehind",
     "ReplicaDiverged",
+    "ReplicaEntries",
     "ReplicaFenced",
     "ReplicaHighest",
     "Replicate",
     "Replicated",
+    "ShardProgress",
 ]
 
 
@@ -37,15 +45,20 @@ class Replicate:
     """Primary to replica: store ``entries`` (one id, consecutive numbers, one epoch).
 
     The answer goes to ``reply_to``; ``batch`` is echoed so the primary matches it to its write.
+    Inside cluster sharding ``shard`` is the entities' shard (-1 outside) and ``epoch`` the
+    primary's epoch (catch-up entries may carry older ones): the store refuses a push whose
+    ``epoch`` is older than the shard's fence, whatever the id.
     """
 
     entries: tuple[JournalEntry, ...]
     reply_to: Any
     batch: int = 0
+    shard: int = -1
+    epoch: int = 0
 
     def with_reply_to(self, reply_to: Any) -> Replicate:
         """This message with ``reply_to`` set (an ask's request factory)."""
-        return Replicate(self.entries, reply_to, self.batch)
+        return Replicate(self.entries, reply_to, self.batch, self.shard, self.epoch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +111,56 @@ class GetReplicaHighest:
 
 @dataclass(frozen=True, slots=True)
 class ReplicaHighest:
-    """Answer to `GetReplicaHighest`; ``store`` is the replica store that answered."""
+    """Answer to `GetReplicaHighest`: ``sequence_nr`` is the store's highest number of the id
+    and ``epoch`` its entry's epoch (0 when it holds none); ``store`` is the store."""
 
     persistence_id: str
     sequence_nr: int
     store: Any = None
+    epoch: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReadReplica:
+    """Ask a replica store for its entries of ``persistence_id`` in ``from_nr..to_nr``
+    (inclusive, at most 1000 of them); it answers `ReplicaEntries`."""
+
+    persistence_id: str
+    from_nr: int
+    to_nr: int
+    reply_to: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaEntries:
+    """Answer to `ReadReplica`: the entries, in order (empty when it holds none of them)."""
+
+    persistence_id: str
+    entries: tuple[JournalEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GetShardProgress:
+    """Coordinator to a replica store: how advanced is your copy of ``shard``?
+
+    The store first raises the shard's fence to ``epoch`` (the epoch the shard is about to be
+    allocated at), so pushes of the lost primary that arrive later are refused. ``tag`` is
+    echoed in the answer (the coordinator's key of the store's region).
+    """
+
+    shard: int
+    epoch: int
+    reply_to: Any
+    tag: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ShardProgress:
+    """Answer to `GetShardProgress`: the newest primary ``epoch`` whose entries the store
+    holds for the shard, and ``total``, the sum of its highest sequence numbers over the
+    shard's ids; the copy with the higher ``(epoch, total)`` is the more advanced."""
+
+    shard: int
+    epoch: int
+    total: int
+    tag: str = ""

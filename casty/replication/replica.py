@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -9,48 +12,106 @@ from typing import Any
 from casty.abc import Journal, JournalEntry
 from casty.actors.behaviors import Behavior, Behaviors
 from casty.actors.context import ActorContext
-from casty.errors import JournalUnavailable, SequenceConflict, StaleEpoch
+from casty.errors import JournalUnavailable, ResourceClosed, SequenceConflict, StaleEpoch
+from casty.replication.ledger import ShardLedger
 from casty.replication.protocol import (
     GetReplicaHighest,
+    GetShardProgress,
+    ReadReplica,
     ReplicaBehind,
     ReplicaDiverged,
+    ReplicaEntries,
     ReplicaFenced,
     ReplicaHighest,
     Replicate,
     Replicated,
+    ShardProgress,
 )
 
-__all__ = ["replica_store"]
+__all__ = ["epoch_runs", "last_epoch", "replica_store"]
 
 _log = logging.getLogger(__name__)
 
+_READ_LIMIT = 1000  # most entries one `ReplicaEntries` carries
 
-def replica_store(journal: Journal) -> Behavior[Any]:
+
+def replica_store(journal: Journal, ledger: ShardLedger | None = None) -> Behavior[Any]:
     """A replica store over ``journal`` (the node's own journal); spawn one per node.
 
     It handles `Replicate` (answering `Replicated`, `ReplicaBehind` or `ReplicaFenced` to the
-    message's ``reply_to``, or nothing when ``reply_to`` is None) and `GetReplicaHighest`.
-    Messages are handled one at a time, so the writes of one id never race inside the store.
+    message's ``reply_to``, or nothing when ``reply_to`` is None), `GetReplicaHighest`,
+    `ReadReplica` and `GetShardProgress`. The pushes of one id are stored one after the other,
+    in the order they arrive; pushes of different ids are stored at once (the journal's group
+    commit batches them), and the other messages are answered after every push received
+    before them is stored. ``ledger`` is the node's `ShardLedger` of the sharded
+    type (the region shares it); without one the store keeps its own.
 
     Idempotent: entries it already holds are acknowledged again without a write, so a primary
     may resend a batch after a lost answer; a different entry at a number it holds (another
     epoch's history) is answered `ReplicaDiverged`, never acknowledged. Fencing: entries whose
     epoch is lower than the epoch of the last entry it holds for the id are refused
-    (`ReplicaFenced`), and the journal refuses them too (`StaleEpoch`). A failing journal
-    (`JournalUnavailable`) gets no answer: the primary's write then times out
+    (`ReplicaFenced`), and the journal refuses them too (`StaleEpoch`); a push for a shard
+    whose primary epoch is older than the shard's fence (the newest epoch the store has seen
+    for the shard, from a push or from `GetShardProgress`) is refused too, whatever the id. A
+    failing journal (`JournalUnavailable`) gets no answer: the primary's write then times out
     (`ReplicationTimeout`), which is the honest outcome.
     """
+    shards = ShardLedger() if ledger is None else ledger
+    # The last push of each id still being stored: pushes of one id run one after the other,
+    # pushes of different ids at once (so the journal's group commit batches them).
+    pushing: dict[str, asyncio.Future[None]] = {}
+    tails: dict[str, tuple[int, int]] = {}  # id -> (number, epoch) of the last entry it wrote
+
+    async def push(msg: Replicate, previous: asyncio.Future[None] | None) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        try:
+            answer = await _push(journal, shards, msg, tails)
+        except (JournalUnavailable, ResourceClosed) as exc:
+            # No answer: the asker times out, which tells it the truth (nothing confirmed).
+            _log.warning("replica store could not use its journal: %s", exc)
+            return
+        except Exception:
+            _log.exception("replica store failed to store a push; not answered")
+            return
+        if msg.reply_to is not None:
+            msg.reply_to.tell(answer)
+
+    def forget(pid: str, task: asyncio.Future[None]) -> None:
+        if pushing.get(pid) is task:
+            del pushing[pid]
+
+    async def pushed(*pids: str) -> None:
+        """Wait for the pushes received so far (of ``pids``, or all)."""
+        waiting = [pushing[p] for p in pids if p in pushing] if pids else list(pushing.values())
+        if waiting:
+            await asyncio.wait(waiting)
 
     async def receive(ctx: ActorContext[Any], msg: Any) -> Behavior[Any]:
+        if isinstance(msg, Replicate):
+            if msg.entries:
+                pid = msg.entries[0].persistence_id
+                task = asyncio.ensure_future(push(msg, pushing.get(pid)))
+                pushing[pid] = task
+                task.add_done_callback(functools.partial(forget, pid))
+            return Behaviors.same()
         try:
-            if isinstance(msg, Replicate):
-                if msg.entries:
-                    answer = await _store(journal, msg)
-                    if msg.reply_to is not None:
-                        msg.reply_to.tell(answer)
-            elif isinstance(msg, GetReplicaHighest):
-                highest = await journal.highest_sequence_nr(msg.persistence_id)
-                msg.reply_to.tell(ReplicaHighest(msg.persistence_id, highest, ctx.self))
+            if isinstance(msg, GetReplicaHighest):
+                pid = msg.persistence_id
+                await pushed(pid)
+                highest = await journal.highest_sequence_nr(pid)
+                epoch = await last_epoch(journal, pid, highest) if highest else 0
+                msg.reply_to.tell(ReplicaHighest(pid, highest, ctx.self, epoch))
+            elif isinstance(msg, ReadReplica):
+                pid = msg.persistence_id
+                await pushed(pid)
+                read = journal.replay(pid, msg.from_nr, msg.to_nr, limit=_READ_LIMIT)
+                msg.reply_to.tell(ReplicaEntries(pid, tuple([e async for e in read])))
+            elif isinstance(msg, GetShardProgress):
+                await pushed()  # the answer must count every push accepted before the fence
+                shards.raise_fence(msg.shard, msg.epoch)
+                epoch, total = shards.progress(msg.shard)
+                msg.reply_to.tell(ShardProgress(msg.shard, epoch, total, msg.tag))
         except JournalUnavailable as exc:
             # No answer: the asker times out, which tells it the truth (nothing confirmed).
             _log.warning("replica store could not use its journal: %s", exc)
@@ -59,33 +120,78 @@ def replica_store(journal: Journal) -> Behavior[Any]:
     return Behaviors.receive(receive)
 
 
-async def _last_epoch(journal: Journal, persistence_id: str, highest: int) -> int:
+async def last_epoch(journal: Journal, persistence_id: str, highest: int) -> int:
+    """The epoch of ``journal``'s entry ``highest`` of the id; 0 when it holds none."""
     async for entry in journal.replay(persistence_id, highest, highest, limit=1):
         return entry.epoch
     return 0  # deleted, or never written
 
 
-async def _store(journal: Journal, msg: Replicate) -> object:
+async def _push(
+    journal: Journal, shards: ShardLedger, msg: Replicate, tails: dict[str, tuple[int, int]]
+) -> object:
+    """Store a push, fenced by its shard's epoch when it names one."""
+    if msg.shard < 0:
+        return await _store(journal, msg, tails)
+    fence = shards.fence(msg.shard)
+    if msg.epoch < fence:
+        _log.info(
+            "replica store refused a push of shard %d at epoch %d: fenced at epoch %d",
+            msg.shard,
+            msg.epoch,
+            fence,
+        )
+        return ReplicaFenced(msg.entries[0].persistence_id, fence, msg.batch)
+    answer = await _store(journal, msg, tails)
+    if isinstance(answer, Replicated):
+        shards.record(msg.shard, msg.epoch, answer.persistence_id, answer.highest)
+    return answer
+
+
+async def _store(journal: Journal, msg: Replicate, tails: dict[str, tuple[int, int]]) -> object:
+    """Store ``msg``'s entries (or say why not), appending only after an entry both logs hold.
+
+    Log matching: an entry (number, epoch) is created once, by that epoch's primary, so when
+    this store's last entry and the first pushed one have the same epoch, the push continues
+    the store's log. When another epoch wrote the store's last entry (an old primary's
+    unconfirmed writes, say), the store first asks for that number again (`ReplicaBehind`
+    one below it) and compares: a different entry there is `ReplicaDiverged`, never an ack.
+    ``tails`` caches the last entry this store wrote per id, so the usual push needs no read.
+    """
     entries = msg.entries
-    pid = entries[0].persistence_id
+    first = entries[0]
+    pid = first.persistence_id
     try:
+        if tails.get(pid) == (first.sequence_nr - 1, first.epoch) and (
+            first.epoch == entries[-1].epoch
+        ):
+            # The usual push: one write, no read. A stale cache (the node's own primary wrote
+            # since) only lags, and the journal refuses the taken number.
+            with contextlib.suppress(SequenceConflict):
+                await journal.write(entries)
+                tails[pid] = (entries[-1].sequence_nr, first.epoch)
+                return Replicated(pid, entries[-1].sequence_nr, msg.batch)
         highest = await journal.highest_sequence_nr(pid)
-        if entries[0].sequence_nr > highest + 1:
+        if first.sequence_nr > highest + 1:
             return ReplicaBehind(pid, highest, msg.batch)
-        stored_epoch = await _last_epoch(journal, pid, highest) if highest else 0
+        stored_epoch = await last_epoch(journal, pid, highest) if highest else 0
         if entries[-1].epoch < stored_epoch:
             return ReplicaFenced(pid, stored_epoch, msg.batch)
-        if entries[0].sequence_nr <= highest:
+        if first.sequence_nr <= highest:
             diverged = await _first_difference(journal, entries, highest)
             if diverged is not None:
                 return ReplicaDiverged(pid, diverged, msg.batch)
+        elif highest and stored_epoch != first.epoch:
+            return ReplicaBehind(pid, highest - 1, msg.batch)  # resend ``highest``: compare it
         missing = [e for e in entries if e.sequence_nr > highest]
-        for run in _epoch_runs(missing):
+        for run in epoch_runs(missing):
             await journal.write(run)
+        if missing:
+            tails[pid] = (missing[-1].sequence_nr, missing[-1].epoch)
         return Replicated(pid, max(highest, entries[-1].sequence_nr), msg.batch)
     except StaleEpoch:
         highest = await journal.highest_sequence_nr(pid)
-        return ReplicaFenced(pid, await _last_epoch(journal, pid, highest), msg.batch)
+        return ReplicaFenced(pid, await last_epoch(journal, pid, highest), msg.batch)
     except SequenceConflict:
         # Another writer of this journal (the node's own primary) got there first.
         return ReplicaBehind(pid, await journal.highest_sequence_nr(pid), msg.batch)
@@ -104,7 +210,7 @@ async def _first_difference(
     return None
 
 
-def _epoch_runs(entries: Sequence[JournalEntry]) -> list[list[JournalEntry]]:
+def epoch_runs(entries: Sequence[JournalEntry]) -> list[list[JournalEntry]]:
     """Split catch-up entries into runs of one epoch (a journal write holds one epoch)."""
     runs: list[list[JournalEntry]] = []
     for entry in entries:

@@ -55,6 +55,9 @@ class ReplicatedJournal(LocalReads):
 
     Cancellation: the write stops waiting; entries already pushed may still be stored.
 
+    ``shard`` (cluster sharding's use) is the entities' shard id: pushes name it, so stores
+    fence them by the shard's epoch (`casty.replication.protocol.Replicate`); -1 for none.
+
     Raises:
         ConfigurationError: ``replicas`` has fewer stores than ``config.min_acks``.
     """
@@ -65,6 +68,8 @@ class ReplicatedJournal(LocalReads):
         replicas: Sequence[ActorRef[Any]],
         config: ReplicationConfig,
         system: ActorSystem,
+        *,
+        shard: int = -1,
     ) -> None:
         if not isinstance(config, ReplicationConfig):
             raise ConfigurationError(f"config must be a ReplicationConfig, got {config!r}")
@@ -77,6 +82,7 @@ class ReplicatedJournal(LocalReads):
         self._replicas = tuple(replicas)
         self._config = config
         self._system = system
+        self._shard = shard
 
     @property
     def local(self) -> Journal:
@@ -89,13 +95,16 @@ class ReplicatedJournal(LocalReads):
             return
         batch = tuple(entries)
         need = self._config.min_acks
+        epoch = batch[-1].epoch
         if need == 0:
             for store in self._replicas:
-                store.tell(Replicate(batch, None, next(_batches)))
+                store.tell(Replicate(batch, None, next(_batches), self._shard, epoch))
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._config.ack_timeout
-        pushes = [asyncio.ensure_future(self._push(s, batch, deadline)) for s in self._replicas]
+        pushes = [
+            asyncio.ensure_future(self._push(s, batch, deadline, epoch)) for s in self._replicas
+        ]
         pending: set[asyncio.Future[None]] = set(pushes)
         acks = 0
         cause: BaseException | None = None
@@ -127,10 +136,34 @@ class ReplicatedJournal(LocalReads):
                 f"{self._config.ack_timeout} s; the result is unknown"
             ) from cause
 
+    async def catch_up(self, persistence_id: str, epoch: int) -> int:
+        """Bring every store up to ``local``'s entries of ``persistence_id`` (a new or lagging
+        replica gets what it misses), as the primary at ``epoch``; waits for all stores.
+
+        Returns:
+            How many stores hold every entry within ``config.ack_timeout`` seconds (all of
+            them when ``local`` holds none); the others are left for later writes.
+
+        Raises:
+            StaleEpoch: a store holds a newer epoch: this primary has been replaced.
+        """
+        highest = await self._local.highest_sequence_nr(persistence_id)
+        last = [e async for e in self._local.replay(persistence_id, highest, highest, limit=1)]
+        if not last or not self._replicas:
+            return len(self._replicas)
+        deadline = asyncio.get_running_loop().time() + self._config.ack_timeout
+        pushes = [self._push(s, (last[0],), deadline, epoch) for s in self._replicas]
+        results = await asyncio.gather(*pushes, return_exceptions=True)
+        for result in results:
+            if isinstance(result, StaleEpoch | asyncio.CancelledError):
+                raise result
+        return sum(1 for result in results if result is None)
+
     async def _push(
-        self, store: ActorRef[Any], entries: tuple[JournalEntry, ...], deadline: float
+        self, store: ActorRef[Any], entries: tuple[JournalEntry, ...], deadline: float, epoch: int
     ) -> None:
-        """Push ``entries`` to one store, catching it up first when it is behind."""
+        """Push ``entries`` to one store as the primary at ``epoch``, catching it up first when
+        it is behind."""
         loop = asyncio.get_running_loop()
         pid, last = entries[0].persistence_id, entries[-1].sequence_nr
         sending = entries
@@ -138,12 +171,12 @@ class ReplicatedJournal(LocalReads):
             left = deadline - loop.time()
             if left <= 0:
                 raise AskTimeout(f"replica store {store} did not confirm {pid} in time")
-            request = Replicate(sending, None, next(_batches))
+            request = Replicate(sending, None, next(_batches), self._shard, epoch)
             reply = await self._system.ask(store, request.with_reply_to, timeout=left)
             if isinstance(reply, ReplicaFenced):
                 raise StaleEpoch(
                     f"{pid}: replica store {store} holds epoch {reply.epoch}, newer than "
-                    f"this primary's {entries[-1].epoch}; it has been replaced"
+                    f"this primary's {epoch}; it has been replaced"
                 )
             if isinstance(reply, Replicated) and reply.highest >= last:
                 return

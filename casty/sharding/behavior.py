@@ -16,7 +16,13 @@ from casty.sharding.allocation import ShardAllocationStrategy
 from casty.sharding.entities import entity_id_of
 from casty.sharding.messages import GetShardRegionState, Passivate, ShardRegionState
 from casty.sharding.region import is_region, region_behavior
-from casty.sharding.settings import EntityFactory, ShardingSettings, TypeSpec
+from casty.sharding.settings import (
+    CONFIGURED,
+    Configured,
+    EntityFactory,
+    ShardingSettings,
+    TypeSpec,
+)
 
 if TYPE_CHECKING:
     from casty.actors.system import ActorSystem
@@ -29,13 +35,13 @@ _POLL = 0.02  # seconds between two looks at a region's registration
 def sharded(
     entity_factory: EntityFactory,
     *,
-    num_shards: int = 256,
+    num_shards: int | Configured = CONFIGURED,
     roles: Iterable[str] = (),
-    passivate_after: float | None = 120.0,
+    passivate_after: float | Configured | None = CONFIGURED,
     remember_entities: bool = False,
     allocation_strategy: ShardAllocationStrategy[str] | None = None,
-    buffer_size: int = 100_000,
-    replication: ReplicationConfig | None = None,
+    buffer_size: int | Configured = CONFIGURED,
+    replication: ReplicationConfig | bool | None = None,
     settings: ShardingSettings | None = None,
     journal: Journal | None = None,
 ) -> Behavior[Any]:
@@ -59,28 +65,34 @@ def sharded(
     Needs a `ClusteredActorSystem` (the actor fails at start otherwise). Nodes that lack one
     of ``roles`` host no shards: their region is a proxy that only routes.
 
+    An argument left at `CONFIGURED` takes the node's ``[sharding]`` configuration
+    (``ClusteredActorSystem(config=...)``, see ``docs/configuration.md``), whose defaults are
+    the values given below.
+
     Args:
         entity_factory: ``(entity_id) -> Behavior``, called on the hosting node each time the
             entity starts (first message, after a passivation, after a move).
         num_shards: shard count, 1..2**32, identical on every node (a node with another value
-            is refused); about ten times the largest node count is a good choice.
+            is refused); about ten times the largest node count is a good choice. Default 256.
         roles: roles a node must have to host shards (role-aware placement).
         passivate_after: seconds of no message after which an entity is stopped (it restarts
             on its next message); it is stopped between 1x and 1.25x this idle time. None
-            disables idle passivation (`passivate` still works).
+            disables idle passivation (`passivate` still works). Default 120.0.
         remember_entities: restart the entities of a shard where the shard moves to, without
             waiting for a message (the coordinator keeps the lists; see the docs for the cost).
         allocation_strategy: where shards go and which move
             (`LeastShardAllocationStrategy` by default); it runs on the coordinator's node.
         buffer_size: most messages a region holds while their shard has no reachable home
             (moving, unknown, or on an unreachable node); more become dead letters, and each
-            `DeadLetter` says why.
+            `DeadLetter` says why. Default 100000.
         replication: a `ReplicationConfig` to replicate the entities' events to other nodes
             (``docs/replication.md``): the coordinator gives each shard ``replicas`` replica
             regions, an entity's ``Behaviors.event_sourced(journal=...)`` writes through them
             at the shard's epoch, and a lost primary's shard moves to one of its replicas.
-            None (the default) replicates nothing.
-        settings: timings (`ShardingSettings`).
+            None (the default) replicates nothing; True replicates with the node's
+            ``[replication]`` configuration and, without ``journal``, its journal
+            (``[journal] url``).
+        settings: timings (`ShardingSettings`); None: the node's configured ones.
         journal: with ``replication``, required: this node's `Journal`, where its replica
             store keeps the replicas it holds; the entities must use the same object in
             ``event_sourced(journal=...)``. Must be None without ``replication``.

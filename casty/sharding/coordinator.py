@@ -36,6 +36,8 @@ from casty.actors.timers import TimerScheduler
 from casty.cluster.events import TopologySnapshot
 from casty.cluster.member import MemberStatus
 from casty.errors import DecodeError, ShardingError
+from casty.replication.protocol import GetShardProgress, ShardProgress
+from casty.replication.sharded import REPLICA_STORE_NAME
 from casty.sharding.allocation import (
     LeastShardAllocationStrategy,
     RoleFilter,
@@ -119,6 +121,26 @@ class _GraceOver:
 @final
 class _PredecessorGone:
     __slots__ = ()
+
+
+@final
+class _PromotionDue:
+    __slots__ = ("shard_id",)
+
+    def __init__(self, shard_id: int) -> None:
+        self.shard_id = shard_id
+
+
+@final
+class _Promotion:
+    """A replicated shard whose replica regions were asked how advanced their copies are."""
+
+    __slots__ = ("answers", "candidates", "epoch")
+
+    def __init__(self, candidates: list[str], epoch: int) -> None:
+        self.candidates = candidates  # in slot order (ties go to the earlier slot)
+        self.epoch = epoch  # the stores asked were fenced at it
+        self.answers: dict[str, tuple[int, int]] = {}  # region key -> (epoch, total)
 
 
 @final
@@ -230,6 +252,7 @@ class _Coordinator:
         self.waiting: dict[int, dict[str, RefLike]] = {}
         self.starting: dict[int, float] = {}
         self.handoffs: dict[int, _Handoff] = {}
+        self.promoting: dict[int, _Promotion] = {}
         self.phase = _ACTIVE
         self.predecessor: Address | None = None
         self.view = ClusterView()
@@ -468,7 +491,7 @@ class _Coordinator:
 
     def serve_waiting(self, shard_id: int) -> None:
         """Answer the askers of ``shard_id`` if it has a settled home; allocate it if none."""
-        if shard_id in self.handoffs or shard_id in self.starting:
+        if shard_id in self.handoffs or shard_id in self.starting or shard_id in self.promoting:
             return
         owner = self.table.owner(shard_id)
         if owner is None:
@@ -499,18 +522,81 @@ class _Coordinator:
 
     def allocate(self, shard_id: int) -> None:
         current = self.eligible()
-        if not current:
+        if not current or shard_id in self.promoting:
             return  # kept waiting: a region registering or coming up retries
         waiting = self.waiting.get(shard_id)
         requester = next(iter(waiting), "") if waiting else ""
-        # A replicated shard goes to one of its replicas: only they hold its events. The first
-        # slot is promoted (not an asked "most advanced" one, which would cost a round trip
-        # per entity): with min_acks == replicas every replica holds every acknowledged event.
-        key = next((r for r in self.table.replicas(shard_id) if r in current), None)
+        # A replicated shard goes to one of its replicas: only they hold its events. With
+        # several, the most advanced copy wins (asked first: `promote`).
+        candidates = [r for r in self.table.replicas(shard_id) if r in current]
+        if len(candidates) > 1:
+            self.promote(shard_id, candidates)
+            return
+        key = candidates[0] if candidates else None
         if key is None:
             key = self.strategy.allocate_shard(requester, shard_id, current)
         if key is None or key not in current:
             return
+        self.place(shard_id, key, current)
+
+    def promote(self, shard_id: int, candidates: list[str]) -> None:
+        """Ask the candidates' replica stores how advanced their copies of ``shard_id`` are
+        (fencing them at the coming epoch); `promoted` places the shard once all answered or
+        ``ack_timeout`` passed (a store that did not answer is skipped)."""
+        config = self.spec.replication
+        assert config is not None  # only replicated shards have replica slots
+        epoch = self.table.epoch(shard_id) + 1
+        self.promoting[shard_id] = _Promotion(candidates, epoch)
+        for key in candidates:
+            store = self.system.resolve(f"{key}/{REPLICA_STORE_NAME}")
+            store.tell(GetShardProgress(shard_id, epoch, self.me, key))
+        self.timers.start_single_timer(
+            ("promote", shard_id), _PromotionDue(shard_id), config.ack_timeout
+        )
+
+    def on_shard_progress(self, msg: ShardProgress) -> None:
+        promotion = self.promoting.get(msg.shard)
+        if promotion is None or msg.tag not in promotion.candidates:
+            return
+        promotion.answers[msg.tag] = (msg.epoch, msg.total)
+        if len(promotion.answers) == len(promotion.candidates):
+            self.promoted(_PromotionDue(msg.shard))
+
+    def promoted(self, msg: _PromotionDue) -> None:
+        shard_id = msg.shard_id
+        promotion = self.promoting.pop(shard_id, None)
+        if promotion is None:
+            return
+        self.timers.cancel(("promote", shard_id))
+        current = self.eligible()
+        if self.table.owner(shard_id) is not None:
+            # Adopted from a region's report meanwhile. Below the epoch the asked stores were
+            # fenced at it could not write: move it to a new epoch.
+            if self.table.epoch(shard_id) < promotion.epoch and shard_id not in self.handoffs:
+                self.begin_handoff(shard_id)
+            return
+        if not current:
+            return  # nowhere to go yet: the tick or a registering region retries
+        alive = [key for key in promotion.candidates if key in current]
+        answered = [key for key in alive if key in promotion.answers]
+        if answered:
+            key = max(answered, key=lambda k: (promotion.answers[k], -alive.index(k)))
+        elif alive:
+            key = alive[0]
+        else:
+            self.allocate(shard_id)
+            return
+        log.info(
+            "%s: shard %d: promoting %s (copies as (epoch, total): %s)",
+            self.log_prefix,
+            shard_id,
+            key,
+            promotion.answers,
+        )
+        self.place(shard_id, key, current)
+
+    def place(self, shard_id: int, key: str, current: dict[str, frozenset[int]]) -> None:
+        """Allocate ``shard_id`` to ``key`` at a new epoch, with its replicas, and host it."""
         epoch = self.table.allocate(shard_id, key)
         self.choose_replicas(shard_id, key, current)
         self.starting[shard_id] = self.clock.monotonic()
@@ -901,6 +987,8 @@ class _Coordinator:
         _GraceOver: check_collected,
         _PredecessorGone: on_predecessor_gone,
         _RemoveNode: remove_node,
+        ShardProgress: on_shard_progress,
+        _PromotionDue: promoted,
     }
 
 

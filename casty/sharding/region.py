@@ -33,8 +33,14 @@ from casty.cluster.events import MemberRemoved, TopologySnapshot
 from casty.cluster.protocol import SetShardAllocations
 from casty.errors import ConfigurationError, InvalidActorName, ShardUnavailable
 from casty.remote.address import ActorAddress
+from casty.replication.ledger import ShardLedger
 from casty.replication.replica import replica_store
-from casty.replication.sharded import REPLICA_STORE_NAME, ShardReplicas, binding_shard
+from casty.replication.sharded import (
+    REPLICA_STORE_NAME,
+    ShardReplicas,
+    binding_shard,
+    sync_shard,
+)
 from casty.sharding.control import (
     CoordinatorHandover,
     CoordinatorStateCopy,
@@ -141,6 +147,21 @@ class _LeaveRequest:
 
 
 @final
+class _Synced:
+    """A `sync_shard` of ``shard_id`` at ``epoch`` ended: ``confirmed`` ids, or ``error``."""
+
+    __slots__ = ("confirmed", "epoch", "error", "shard_id")
+
+    def __init__(
+        self, shard_id: int, epoch: int, confirmed: int | None, error: BaseException | None
+    ) -> None:
+        self.shard_id = shard_id
+        self.epoch = epoch
+        self.confirmed = confirmed
+        self.error = error
+
+
+@final
 class _Shard:
     """A shard this region hosts."""
 
@@ -167,6 +188,13 @@ def is_region(cell: object) -> bool:
     return isinstance(getattr(handler, "__self__", None), _Region)
 
 
+def region_state(cell: object) -> tuple[int, int] | None:
+    """(shards hosted, live entities) of a region's actor cell; None for another actor."""
+    handler = getattr(getattr(cell, "_behavior", None), "handler", None)
+    region = getattr(handler, "__self__", None)
+    return (len(region.hosted), len(region.entities)) if isinstance(region, _Region) else None
+
+
 def region_behavior(spec: TypeSpec) -> Behavior[Any]:
     """The region of a sharded type (what `casty.sharding.sharded` returns)."""
 
@@ -179,9 +207,11 @@ def region_behavior(spec: TypeSpec) -> Behavior[Any]:
                 f"{ctx.system!r} is not one"
             )
         system = ctx.system
+        node = system.configuration
+        resolved = spec.resolved(node.sharding, node.replication, system.journal)
 
         def with_timers(timers: TimerScheduler[Any]) -> Behavior[Any]:
-            region = _Region(ctx, timers, spec, system)
+            region = _Region(ctx, timers, resolved, system)
             region.start()
             return Behaviors.receive(region.receive, region.on_signal)
 
@@ -221,6 +251,7 @@ class _Region:
         self.homes: list[Any] = [None] * spec.num_shards  # _Shard, a remote region ref, None
         self.epochs: list[int] = [0] * spec.num_shards  # highest epoch seen per shard
         self.hosted: dict[int, _Shard] = {}
+        self.ledger = ShardLedger()  # with replication: what this node's journal holds per shard
         self.buffers: dict[int, deque[Any]] = {}  # shard -> envelopes waiting for a home
         self.buffered = 0  # messages in `buffers` and in entity buffers together
         self.asked: dict[int, float] = {}  # shard -> when GetShardHome was last sent
@@ -269,7 +300,7 @@ class _Region:
         self.system.cluster.add_exit_hook(hand_off_before_exit)
         if self.spec.journal is not None:
             # This node's replica store: primaries of other nodes push their events here.
-            self.ctx.spawn(replica_store(self.spec.journal), REPLICA_STORE_NAME)
+            self.ctx.spawn(replica_store(self.spec.journal, self.ledger), REPLICA_STORE_NAME)
 
     def on_signal(self, ctx: ActorContext[Any], signal: Signal) -> None:
         if not isinstance(signal, PostStop | PreRestart):
@@ -664,12 +695,43 @@ class _Region:
             return
         state = shard.replication
         if state is None:
-            state = shard.replication = ShardReplicas(journal, config, self.system, shard.epoch)
+            state = shard.replication = ShardReplicas(
+                journal, config, self.system, shard.shard_id, self.ledger, 0
+            )
+        before = (state.epoch, state.stores)
         state.epoch = shard.epoch
+        self.ledger.raise_fence(shard.shard_id, shard.epoch)  # our store refuses older primaries
         if replicas is not None:
             state.stores = tuple(
                 self.system.resolve(f"{getattr(r, 'address', r)}/{REPLICA_STORE_NAME}")
                 for r in replicas
+            )
+        persistence_ids = self.ledger.persistence_ids(shard.shard_id)
+        if (state.epoch, state.stores) != before and state.stores and persistence_ids:
+            # New replicas (or a promotion): give them what they miss of the shard's ids now,
+            # rather than at each id's next write.
+            shard_id, epoch = shard.shard_id, state.epoch
+            self.ctx.pipe_to_self(
+                sync_shard(state, persistence_ids),
+                lambda confirmed, error: _Synced(shard_id, epoch, confirmed, error),
+            )
+
+    def on_synced(self, msg: _Synced) -> None:
+        if msg.error is not None:
+            log.warning(
+                "%s: shard %d (epoch %d): replicas not caught up: %r",
+                self.log_prefix,
+                msg.shard_id,
+                msg.epoch,
+                msg.error,
+            )
+        else:
+            log.debug(
+                "%s: shard %d (epoch %d): %d ids caught up on every replica",
+                self.log_prefix,
+                msg.shard_id,
+                msg.epoch,
+                msg.confirmed,
             )
 
     def on_remembered(self, msg: RememberedEntities) -> None:
@@ -910,6 +972,7 @@ class _Region:
         Handoff: on_handoff,
         Passivate: on_passivate,
         _EntityTerminated: on_entity_terminated,
+        _Synced: on_synced,
         _Tick: on_tick,
         _PassivationTick: on_passivation_tick,
         _DrainCheck: check_drained,

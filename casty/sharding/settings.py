@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from casty.abc import Journal
 from casty.actors.behaviors import Behavior
@@ -14,9 +16,23 @@ from casty.replication.config import ReplicationConfig
 from casty.sharding.allocation import ShardAllocationStrategy
 from casty.sharding.hashing import HASH_VERSION
 
-__all__ = ["ShardingSettings"]
+__all__ = ["CONFIGURED", "ShardingSettings"]
 
 EntityFactory = Callable[[str], Behavior[Any]]
+
+
+class Configured(enum.Enum):
+    """The type of `CONFIGURED`."""
+
+    CONFIGURED = "configured"
+
+    def __repr__(self) -> str:
+        return "CONFIGURED"
+
+
+#: An argument of `casty.sharding.sharded` left to the node's configuration (the
+#: ``[sharding]`` table of ``casty.toml``, `casty.config.ShardingDefaults`).
+CONFIGURED: Final = Configured.CONFIGURED
 
 
 def _seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
@@ -82,23 +98,66 @@ class TypeSpec:
     settings: ShardingSettings
     hash_version: int = HASH_VERSION
     journal: Journal | None = None  # the node's journal (replication's replica store)
+    configured: frozenset[str] = frozenset()  # fields the node's configuration fills in
+
+    def resolved(self, defaults: Any, replication: ReplicationConfig, journal: Any) -> TypeSpec:
+        """This spec with its `configured` fields taken from the node's configuration:
+        ``defaults`` (a `casty.config.ShardingDefaults`), ``replication`` (for
+        ``replication=True``) and the node's ``journal``.
+
+        Raises:
+            ConfigurationError: ``replication=True`` without a journal on the node.
+        """
+        if not self.configured:
+            return self
+        values: dict[str, Any] = {
+            name: getattr(defaults, name)
+            for name in ("num_shards", "passivate_after", "buffer_size", "settings")
+            if name in self.configured
+        }
+        if "replication" in self.configured:
+            values["replication"] = replication
+            if self.journal is None:
+                if not isinstance(journal, Journal):
+                    raise ConfigurationError(
+                        "replication=True needs journal= or a node journal ([journal] url)"
+                    )
+                values["journal"] = journal
+        return dataclasses.replace(self, configured=frozenset(), **values)
 
     @classmethod
     def build(
         cls,
         entity_factory: EntityFactory,
         *,
-        num_shards: int,
+        num_shards: int | Configured,
         roles: Iterable[str],
-        passivate_after: float | None,
+        passivate_after: float | Configured | None,
         remember_entities: bool,
         allocation_strategy: ShardAllocationStrategy[str] | None,
-        buffer_size: int,
+        buffer_size: int | Configured,
         replication: object | None,
         settings: ShardingSettings | None,
         journal: object | None = None,
     ) -> TypeSpec:
         """Check every argument of `casty.sharding.sharded` (see there for the errors)."""
+        configured = frozenset(
+            name
+            for name, value in (
+                ("num_shards", num_shards),
+                ("passivate_after", passivate_after),
+                ("buffer_size", buffer_size),
+                ("replication", True if replication is True else None),
+                ("settings", CONFIGURED if settings is None else None),
+            )
+            if value is CONFIGURED or value is True
+        )
+        # Stand-ins until the region resolves them (`resolved`); checked here like the rest.
+        num_shards = 256 if num_shards is CONFIGURED else num_shards
+        passivate_after = 120.0 if passivate_after is CONFIGURED else passivate_after
+        buffer_size = 100_000 if buffer_size is CONFIGURED else buffer_size
+        if replication is True:
+            replication = None
         if not callable(entity_factory):
             raise ConfigurationError(
                 f"entity_factory must be a callable (entity_id) -> Behavior, got {entity_factory!r}"
@@ -125,14 +184,14 @@ class TypeSpec:
             raise ConfigurationError(f"buffer_size must be an int >= 1, got {buffer_size!r}")
         if replication is not None and not isinstance(replication, ReplicationConfig):
             raise ConfigurationError(
-                f"replication must be a ReplicationConfig or None, got {replication!r}"
+                f"replication must be a ReplicationConfig, True or None, got {replication!r}"
             )
         if replication is not None and not isinstance(journal, Journal):
             raise ConfigurationError(
                 "replication= needs journal=: the node's Journal (the one the entities use), "
                 f"where this node keeps the replicas it holds; got {journal!r}"
             )
-        if replication is None and journal is not None:
+        if replication is None and journal is not None and "replication" not in configured:
             raise ConfigurationError("journal= is only used with replication=; pass None")
         if settings is None:
             settings = ShardingSettings()
@@ -149,4 +208,5 @@ class TypeSpec:
             replication=replication,
             settings=settings,
             journal=journal if isinstance(journal, Journal) else None,
+            configured=configured,
         )

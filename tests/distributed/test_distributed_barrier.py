@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 async def waiting(node: Node, name: str) -> BarrierState:
-    region = node.system.distributed()._barriers
+    region = node.system.distributed()._channel.refs[BARRIER_TYPE]
     state: BarrierState = await node.system.ask(
         region, lambda r: ShardEnvelope(name, GetBarrierState(r)), timeout=5.0
     )

@@ -16,12 +16,8 @@ from casty.actors import ActorContext, ActorRef, Behavior, Behaviors
 from casty.errors import PersistFailed
 from casty.journals import InMemoryJournal, SQLiteJournal
 from casty.remote import RemoteActorSystem, RemoteSettings
-from casty.replication import (
-    ReplicatedJournal,
-    ReplicationConfig,
-    most_advanced_replica,
-    replica_store,
-)
+from casty.replication import ReplicatedJournal, ReplicationConfig, replica_store
+from casty.replication.protocol import GetReplicaHighest
 from casty.testing import FakeNetwork
 
 WAIT = 5.0  # seconds a test waits for an answer before failing
@@ -154,4 +150,4 @@ async def stored(journal: Journal, persistence_id: str) -> list[tuple[int, int]]
 
 async def connect(a: Node, b: Node) -> None:
     """Open the connection from ``a`` to ``b`` (so short ack timeouts do not include it)."""
-    await most_advanced_replica(a.system, [a.remote(b)], "connect", timeout=WAIT)
+    await a.system.ask(a.remote(b), lambda r: GetReplicaHighest("connect", r), timeout=WAIT)

@@ -8,13 +8,13 @@ import pytest
 from replication_support import Added, Refused, add, connect, counter, nodes, stored, total
 
 from casty.errors import ReplicationTimeout, StaleEpoch
-from casty.replication import ReplicationConfig, most_advanced_replica
+from casty.replication import ReplicationConfig, pull_missing
 from casty.testing import FakeNetwork
 
 pytestmark = pytest.mark.slow
 
 
-async def test_primary_lost_the_most_advanced_replica_is_promoted_with_every_acked_event() -> None:
+async def test_a_promoted_lagging_replica_pulls_every_acked_event_from_its_peer() -> None:
     network = FakeNetwork()
     async with nodes(3, network) as (a, b, c):
         # C is cut off from the primary: only B confirms (min_acks=1), so C lags behind.
@@ -27,18 +27,37 @@ async def test_primary_lost_the_most_advanced_replica_is_promoted_with_every_ack
         await a.system.shutdown()  # the primary's node is gone
 
         network.heal()
-        best = await most_advanced_replica(c.system, [c.store, c.remote(b)], "acct")
-        assert best.sequence_nr == 4
-        assert best.store.address == b.store.address
-
-        # B serves from its own journal at a newer epoch; C becomes its replica again.
-        promoted = b.system.spawn(
-            counter("acct", b.replicated([b.remote(c)], config), epoch=2), "acct"
+        # C is promoted although it lags: before serving it copies what B holds beyond it.
+        assert await stored(c.journal, "acct") == []
+        assert await pull_missing(c.system, c.journal, [c.remote(b)], "acct", timeout=5.0) == 4
+        assert await pull_missing(c.system, c.journal, [c.remote(b)], "acct", timeout=5.0) == 0
+        promoted = c.system.spawn(
+            counter("acct", c.replicated([c.remote(b)], config), epoch=2), "acct"
         )
-        assert await total(b, promoted) == 10
-        assert await add(b, promoted, 5) == Added(15)
-        # C caught up from B: the four old events (epoch 1), then the new one (epoch 2).
+        assert await total(c, promoted) == 10
+        assert await add(c, promoted, 5) == Added(15)
+        # B took the new event (epoch 2) after the four old ones (epoch 1).
+        assert await stored(b.journal, "acct") == [(1, 1), (2, 1), (3, 1), (4, 1), (5, 2)]
         assert await stored(c.journal, "acct") == [(1, 1), (2, 1), (3, 1), (4, 1), (5, 2)]
+
+
+async def test_pull_missing_skips_a_silent_peer_and_never_grafts_another_history() -> None:
+    network = FakeNetwork()
+    async with nodes(3, network) as (a, b, c):
+        # B holds seq 1..2 of epoch 1; C holds its own seq 1 of epoch 2 (another history).
+        old = b.system.spawn(counter("h", b.journal, epoch=1), "h-old")
+        assert await add(b, old, 1) == Added(1)
+        assert await add(b, old, 2) == Added(3)
+        newer = c.system.spawn(counter("h", c.journal, epoch=2), "h-new")
+        assert await add(c, newer, 7) == Added(7)
+        # A holds its own seq 1 of epoch 1; C's history differs there: nothing from C.
+        mine = a.system.spawn(counter("h", a.journal, epoch=1), "h-mine")
+        assert await add(a, mine, 5) == Added(5)
+        assert await pull_missing(a.system, a.journal, [a.remote(c)], "h", timeout=5.0) == 0
+        # B is silent: the pull gives up within its budget and copies nothing.
+        network.partition("node-0", "node-1")
+        assert await pull_missing(a.system, a.journal, [a.remote(b)], "h", timeout=0.3) == 0
+        assert await stored(a.journal, "h") == [(1, 1)]
 
 
 async def test_old_primary_is_fenced_after_promotion_and_its_late_writes_never_show() -> None:
@@ -79,8 +98,7 @@ async def test_promotion_with_per_node_sqlite_files(tmp_path: Path) -> None:
         for n in range(1, 4):
             assert await add(a, entity, n) == Added(n * (n + 1) // 2)
         await a.system.shutdown()
-        best = await most_advanced_replica(b.system, [b.store], "s")
-        assert best.sequence_nr == 3
+        assert await b.journal.highest_sequence_nr("s") == 3
         promoted = b.system.spawn(counter("s", b.journal, epoch=2), "s")
         assert await total(b, promoted) == 6
         assert await add(b, promoted, 4) == Added(10)

@@ -6,70 +6,21 @@ Three in-process cluster nodes on real TCP (the sharding harness), each with its
 
 from __future__ import annotations
 
-import contextlib
-import sys
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sharding"))
-
 from replication_support import Add, Added, Get, Refused, counter
-from sharding_harness import (
-    Node,
-    asking,
-    hosted_entities,
-    start_cluster,
-    stop_all,
-    wait_until,
-)
+from sharded_support import CONFIG, ENTITY, highest, replicated_cluster
+from sharding_harness import Node, asking, hosted_entities, wait_until
 
-from casty import Behavior, Behaviors
-from casty.abc import Journal
+from casty import Behaviors
 from casty.actors.ref import ActorRef
 from casty.errors import ConfigurationError, ReplicationTimeout
 from casty.journals import InMemoryJournal
 from casty.replication import ReplicationConfig
-from casty.sharding import shard_id_for, wait_registered
+from casty.sharding import shard_id_for
 
 pytestmark = pytest.mark.slow
-
-CONFIG = ReplicationConfig(replicas=1, min_acks=1, ack_timeout=3.0)
-ENTITY = "acct-1"
-
-
-def factory(journal: Journal) -> Callable[[str], Behavior[Any]]:
-    """Counters over ``journal``; the epoch (0 here) is the shard's once a region binds it."""
-    return lambda entity_id: counter(entity_id, journal, 0)
-
-
-@contextlib.asynccontextmanager
-async def replicated_cluster(
-    count: int, config: ReplicationConfig = CONFIG
-) -> AsyncIterator[tuple[list[Node], list[ActorRef[Any]], list[Journal]]]:
-    nodes = await start_cluster(count)
-    try:
-        journals: list[Journal] = [InMemoryJournal() for _ in nodes]
-        regions = []
-        for n, journal in zip(nodes, journals, strict=True):
-            behavior = Behaviors.sharded(
-                factory(journal),
-                num_shards=8,
-                replication=config,
-                journal=journal,
-            )
-            regions.append(n.system.spawn(behavior, "accounts"))
-        for n, region in zip(nodes, regions, strict=True):
-            await wait_registered(n.system, region)
-        yield nodes, regions, journals
-    finally:
-        await stop_all(nodes, leave=False)
-
-
-async def highest(journal: Journal, entity_id: str = ENTITY) -> int:
-    return await journal.highest_sequence_nr(entity_id)
 
 
 async def owner_index(
@@ -89,7 +40,8 @@ def test_replication_needs_the_nodes_journal() -> None:
 
 
 async def test_a_reply_comes_only_once_a_replica_on_another_node_holds_the_event() -> None:
-    async with replicated_cluster(3) as (nodes, regions, journals):
+    async with replicated_cluster(3) as cluster:
+        nodes, regions, journals = cluster.nodes, cluster.regions, cluster.journals
         for n in range(1, 6):
             answer = await nodes[2].system.ask(
                 regions[2], asking(ENTITY, lambda r: Add(1, r)), timeout=10.0
@@ -109,7 +61,8 @@ async def test_a_reply_comes_only_once_a_replica_on_another_node_holds_the_event
 async def test_the_lost_primarys_entity_is_served_by_its_replica_with_every_acked_event(
     on_coordinator: bool,
 ) -> None:
-    async with replicated_cluster(3) as (nodes, regions, journals):
+    async with replicated_cluster(3) as cluster:
+        nodes, regions, journals = cluster.nodes, cluster.regions, cluster.journals
         # Entities on every node (the strategy spreads shards); pick one whose primary is (or
         # is not) on the oldest node, which also runs the coordinator.
         candidates = [f"acct-{i}" for i in range(12)]
@@ -136,8 +89,10 @@ async def test_the_lost_primarys_entity_is_served_by_its_replica_with_every_acke
         assert state == 40
         alive = [nodes[i] for i in survivors], [regions[i] for i in survivors]
         assert survivors[await owner_index(*alive, entity)] == replica
-        # A new replica (the third node, the only other one left) takes the next write, after
-        # catching up from the promoted primary.
+        # A new replica (the third node, the only other one left) restores the count: the
+        # promoted primary catches it up at once, without waiting for a write.
+        await wait_until(lambda: highest(journals[third], entity), 10.0, 0.05)
+        assert await highest(journals[third], entity) == 4
         answer = await nodes[third].system.ask(
             regions[third], asking(entity, lambda r: Add(2, r)), timeout=10.0
         )
@@ -150,7 +105,8 @@ async def test_the_lost_primarys_entity_is_served_by_its_replica_with_every_acke
 
 async def test_a_write_whose_replica_does_not_answer_fails_to_its_sender() -> None:
     config = ReplicationConfig(replicas=1, min_acks=1, ack_timeout=0.5)
-    async with replicated_cluster(2, config) as (nodes, regions, journals):
+    async with replicated_cluster(2, config) as cluster:
+        nodes, regions, journals = cluster.nodes, cluster.regions, cluster.journals
         answer = await nodes[0].system.ask(
             regions[0], asking(ENTITY, lambda r: Add(1, r)), timeout=10.0
         )
@@ -167,7 +123,8 @@ async def test_a_write_whose_replica_does_not_answer_fails_to_its_sender() -> No
 
 
 async def test_each_shards_replica_is_on_another_node_and_replicas_spread_over_nodes() -> None:
-    async with replicated_cluster(3) as (nodes, regions, journals):
+    async with replicated_cluster(3) as cluster:
+        nodes, regions, journals = cluster.nodes, cluster.regions, cluster.journals
         entities = [f"acct-{i}" for i in range(24)]
         for entity_id in entities:
             answer = await nodes[0].system.ask(
