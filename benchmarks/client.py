@@ -24,7 +24,7 @@ import asyncio
 import itertools
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,18 +79,26 @@ async def drive(ask: Callable[[str], Awaitable[Any]], seconds: float, in_flight:
     return rate
 
 
-async def main(seconds: float, in_flight: int) -> None:
-    first = ClusteredActorSystem("bench", node_id="n0")
+async def start_cluster(roles: Sequence[str] = ()) -> list[ClusteredActorSystem]:
+    """Three nodes ``n0``..``n2`` of system ``bench`` on loopback, each with ``roles``, all
+    up (the caller shuts them down)."""
+    first = ClusteredActorSystem("bench", node_id="n0", roles=roles)
     await first.__aenter__()
     others = [
-        ClusteredActorSystem("bench", node_id=f"n{i}", seed_nodes=[first.node_address])
+        ClusteredActorSystem("bench", node_id=f"n{i}", roles=roles, seed_nodes=[first.node_address])
         for i in (1, 2)
     ]
     await asyncio.gather(*(o.__aenter__() for o in others))
     nodes = [first, *others]
+    while any(len(n.cluster.up_members) < 3 for n in nodes):
+        await asyncio.sleep(0.05)
+    return nodes
+
+
+async def main(seconds: float, in_flight: int) -> None:
+    nodes = await start_cluster()
+    first = nodes[0]
     try:
-        while any(len(n.cluster.up_members) < 3 for n in nodes):
-            await asyncio.sleep(0.05)
         regions = [n.spawn(Behaviors.sharded(ping_entity, num_shards=100), "ping") for n in nodes]
         for n, region in zip(nodes, regions, strict=True):
             await wait_registered(n, region)

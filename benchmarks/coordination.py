@@ -49,7 +49,13 @@ for path in (HERE, HERE.parent):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from client import IDS, Ping, drive, ping_entity  # noqa: E402  (benchmarks/client.py)
+from client import (  # noqa: E402  (benchmarks/client.py)
+    IDS,
+    Ping,
+    drive,
+    ping_entity,
+    start_cluster,
+)
 
 from casty import Behaviors, ShardEnvelope  # noqa: E402
 from casty.client import ClusterClient  # noqa: E402
@@ -273,19 +279,9 @@ def emit(line: dict[str, Any]) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    first = ClusteredActorSystem(SYSTEM, node_id="n0", roles=[HOSTING_ROLE])
-    await first.__aenter__()
-    others = [
-        ClusteredActorSystem(
-            SYSTEM, node_id=f"n{i}", roles=[HOSTING_ROLE], seed_nodes=[first.node_address]
-        )
-        for i in (1, 2)
-    ]
-    await asyncio.gather(*(o.__aenter__() for o in others))
-    nodes = [first, *others]
+    nodes = await start_cluster(roles=[HOSTING_ROLE])
+    first = nodes[0]
     try:
-        while any(len(n.cluster.up_members) < 3 for n in nodes):
-            await asyncio.sleep(0.05)
         regions = []
         for n in nodes:
             n.distributed(roles=[HOSTING_ROLE])

@@ -30,14 +30,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib
 import itertools
-import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,13 +47,31 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from _nodes_bench import (  # noqa: E402  (benchmarks/_nodes_bench.py)
+    Increment,
+    Incremented,
+    NodeProcess,
+    Probe,
+    Start,
+    add_node_arguments,
+    commands,
+    counter_entity,
+    emit,
+    figure,
+    free_port,
+    load_client,
+    node_processes,
+    node_system,
+    prober,
+    run_load,
+    seconds_to_first_answers,
+)
+
 from casty import ActorContext, ActorRef, Behavior, Behaviors, ShardEnvelope  # noqa: E402
-from casty.cluster import ClusteredActorSystem  # noqa: E402
 from casty.serializers.msgpack import MsgpackSerializer  # noqa: E402
 from casty.sharding import GetShardRegionState, ShardingSettings  # noqa: E402
 
 ENTITIES = 1_000
-PROBE_INTERVAL = 0.01
 
 # ---- messages (pinned wire names: every node runs this file as __main__) --------------------
 
@@ -72,17 +86,6 @@ class Ping:
 class Pong:
     n: int
     entity_id: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Increment:
-    n: int
-    reply_to: ActorRef[Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Incremented:
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,161 +128,47 @@ def echo_entity(entity_id: str) -> Behavior[Any]:
     return Behaviors.receive(receive)
 
 
-def counter_entity(journal: Any) -> Any:
-    def factory(entity_id: str) -> Behavior[Any]:
-        def on_event(state: int, event: Any) -> int:
-            return state + 1
-
-        def on_command(ctx: ActorContext[Any], state: int, cmd: Any) -> Behavior[Any]:
-            reply_to, n = cmd.reply_to, cmd.n
-            return Behaviors.persisted(Incremented(), then=lambda s: reply_to.tell(Pong(n)))
-
-        return Behaviors.event_sourced(
-            entity_id=entity_id,
-            journal=journal,
-            initial_state=0,
-            on_event=on_event,
-            on_command=on_command,
-        )
-
-    return factory
-
-
-# ---- the client actor ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Start:
-    region: ActorRef[Any]
-    kind: str  # "ping" or "increment"
-    in_flight: int
-    offset: int
-    warmup: float
-    seconds: float
-    done: asyncio.Future[int]
-
-
-def client() -> Behavior[Any]:
-    """Keeps ``in_flight`` requests going: each reply sends the next request."""
-    ids = [f"e{i}" for i in range(ENTITIES)]
-    start = end = 0.0
-    count = n = offset = 0
-    done: asyncio.Future[int] | None = None
-    tell: Any = None
-    make: Any = Ping
-
-    def receive(ctx: ActorContext[Any], msg: Any) -> Behavior[Any]:
-        nonlocal start, end, count, n, offset, done, tell, make
-        if msg.__class__ is Pong:
-            if done is None or done.done():
-                return Behaviors.same()
-            now = time.monotonic()
-            if now >= start:
-                if now >= end:
-                    done.set_result(count)
-                    return Behaviors.same()
-                count += 1
-            n += 1
-            tell(ShardEnvelope(ids[(n * 7 + offset) % ENTITIES], make(n, ctx.self)))
-        elif isinstance(msg, Start):
-            now = time.monotonic()
-            start, end = now + msg.warmup, now + msg.warmup + msg.seconds
-            count, n, offset, done = 0, msg.in_flight, msg.offset, msg.done
-            tell = msg.region.tell
-            make = Ping if msg.kind == "ping" else Increment
-            for i in range(msg.in_flight):
-                tell(ShardEnvelope(ids[(i * 7 + offset) % ENTITIES], make(i, ctx.self)))
-        return Behaviors.same()
-
-    return Behaviors.receive(receive)
-
-
-# ---- the probe actor (unavailability) --------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Probe:
-    region: ActorRef[Any]
-    entity_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeTick:
-    pass
-
-
-def prober(answers: dict[str, list[float]]) -> Behavior[Any]:
-    targets: list[str] = []
-    region: list[ActorRef[Any]] = []
-
-    def with_timers(timers: Any) -> Behavior[Any]:
-        def receive(ctx: ActorContext[Any], msg: Any) -> Behavior[Any]:
-            if isinstance(msg, Probe):
-                targets[:] = msg.entity_ids
-                region[:] = [msg.region]
-                for entity_id in targets:
-                    answers.setdefault(entity_id, [])
-                timers.start_periodic_timer("probe", ProbeTick(), PROBE_INTERVAL)
-            elif isinstance(msg, ProbeTick):
-                now_ms = int(time.time() * 1000)
-                for entity_id in targets:
-                    region[0].tell(ShardEnvelope(entity_id, Ping(now_ms, ctx.self)))
-            elif isinstance(msg, Pong):
-                answers[msg.entity_id].append(time.time())
-            return Behaviors.same()
-
-        return Behaviors.receive(receive)
-
-    return Behaviors.with_timers(with_timers)
-
-
 # ---- a node process --------------------------------------------------------------------------
-
-
-def emit(kind: str, **fields: Any) -> None:
-    print(json.dumps({"kind": kind, **fields}), flush=True)
 
 
 async def node_main(args: argparse.Namespace) -> None:
     from casty.journals import as_journal
 
-    seeds = [("127.0.0.1", args.seed)]
-    system = ClusteredActorSystem(
-        "bench",
-        port=args.port,
-        node_id=f"node-{args.index}",
-        seed_nodes=seeds,
-        required_quorum=args.quorum,
-        serializer=serializer(),
-    )
+    system = node_system(args, serializer())
     journal = as_journal(f"sqlite:///{args.db}?synchronous=normal")
     settings = ShardingSettings(rebalance_interval=1.0)
     async with journal, system:
         echo = system.spawn(
             Behaviors.sharded(echo_entity, num_shards=256, settings=settings), "echo"
         )
+        counts = counter_entity(journal, lambda ctx, entity_id, cmd: Pong(cmd.n))
         counter = system.spawn(
-            Behaviors.sharded(counter_entity(journal), num_shards=256, settings=settings),
-            "counter",
+            Behaviors.sharded(counts, num_shards=256, settings=settings), "counter"
         )
-        the_client = system.spawn(client(), "client")
+        ids = [f"e{i}" for i in range(ENTITIES)]
+        the_client = system.spawn(load_client(Pong, lambda _: True), "client")
         answers: dict[str, list[float]] = {}
-        probe = system.spawn(prober(answers), "probe")
+        probe = system.spawn(
+            prober(
+                answers,
+                lambda ref: Ping(int(time.time() * 1000), ref),
+                lambda msg: isinstance(msg, Pong),
+            ),
+            "probe",
+        )
         emit("up", node=str(system.node_address))
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-        while line := await reader.readline():
-            words = line.decode().split()
-            if not words:
-                continue
+        async for words in commands():
             if words[0] == "run":
                 kind, warmup, seconds, in_flight = words[1], *map(float, words[2:5])
-                region = echo if kind == "ping" else counter
+                region, request = (echo, Ping) if kind == "ping" else (counter, Increment)
                 done: asyncio.Future[int] = loop.create_future()
                 the_client.tell(
-                    Start(region, kind, int(in_flight), args.index * 13, warmup, seconds, done)
-                )
+                    Start(
+                        region, ids, request, int(in_flight), args.index * 13, warmup, seconds,
+                        done,
+                    )
+                )  # fmt: skip
                 emit("result", replies=await done, seconds=seconds)
             elif words[0] == "where":
                 here: dict[str, str] = {}
@@ -296,84 +185,9 @@ async def node_main(args: argparse.Namespace) -> None:
             elif words[0] == "shards":
                 state = await system.ask(echo, GetShardRegionState, timeout=5.0)
                 emit("shards", count=len(state.shards))
-            elif words[0] == "quit":
-                break
 
 
 # ---- the orchestrator ------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class NodeProcess:
-    def __init__(self, index: int, port: int, seed: int, quorum: int, db: Path) -> None:
-        self.index = index
-        self.port = port
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--node",
-                "--index",
-                str(index),
-                "--port",
-                str(port),
-                "--seed",
-                str(seed),
-                "--quorum",
-                str(quorum),
-                "--db",
-                str(db),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-
-    def send(self, command: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-
-    def read(self, kind: str) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        while True:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"node {self.index} exited")
-            with contextlib.suppress(ValueError):
-                data = json.loads(line)
-                if data.get("kind") == kind:
-                    return data  # type: ignore[no-any-return]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(OSError):
-                self.send("quit")
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def figure(name: str, ours: float, baseline: float | None, unit: str, **extra: Any) -> None:
-    ratio = None
-    if baseline:
-        ratio = round(ours / baseline, 2) if unit.endswith("/s") else round(baseline / ours, 2)
-    line = {"name": name, "ours": round(ours, 4), "baseline": baseline, "ratio": ratio}
-    print(json.dumps({**line, "unit": unit, **extra}), flush=True)
-
-
-def run_load(nodes: list[NodeProcess], kind: str, args: argparse.Namespace) -> float:
-    for node in nodes:
-        node.send(f"run {kind} {args.warmup} {args.seconds} {args.in_flight}")
-    total = sum(int(node.read("result")["replies"]) for node in nodes)
-    return total / float(args.seconds)
 
 
 def unavailability(
@@ -383,36 +197,24 @@ def unavailability(
     survivor, victim = nodes[0], nodes[2]
     survivor.send("where")
     where = survivor.read("where")["entities"]
-    victim_root = f"casty://bench@127.0.0.1:{victim.port}"
-    on_victim = sorted(e for e, n in where.items() if n == victim_root)[:20]
-    survivor.send("probe " + " ".join(on_victim))
-    survivor.read("probing")
-    time.sleep(1.0)  # the probe answers steadily before the kill
-    killed_at = time.time()
-    victim.proc.send_signal(signal.SIGKILL)
-    victim.proc.wait()
-    time.sleep(args.kill_wait)
-    survivor.send("answers")
-    answers = survivor.read("answers")["answers"]
-    firsts = [min((t for t in answers[e] if t > killed_at), default=None) for e in on_victim]
+    on_victim = sorted(e for e, n in where.items() if n == victim.root)[:20]
     after_kill = statistics.median(
-        (t - killed_at) if t is not None else float("inf") for t in firsts
+        seconds_to_first_answers(survivor, victim, "probe", on_victim, 1.0, args.kill_wait)
     )
     # Rebalance: a fourth node joins; probe 100 entities on the survivors.
-    probed = sorted(e for e, n in where.items() if n != victim_root)[:100]
+    probed = sorted(e for e, n in where.items() if n != victim.root)[:100]
     survivor.send("probe " + " ".join(probed))
     survivor.read("probing")
     time.sleep(0.5)
     joined_at = time.time()
-    newcomer = NodeProcess(3, free_port(), nodes[0].port, 1, tmp / "node-3.db")
+    newcomer = NodeProcess(__file__, 3, free_port(), nodes[0].port, 1, tmp / "node-3.db")
     newcomer.read("up")
     time.sleep(args.rebalance_wait)
     survivor.send("answers")
     answers = survivor.read("answers")["answers"]
     survivor.send("where")
     where_after = survivor.read("where")["entities"]
-    newcomer_root = f"casty://bench@127.0.0.1:{newcomer.port}"
-    moved = [e for e in probed if where_after.get(e) == newcomer_root]
+    moved = [e for e in probed if where_after.get(e) == newcomer.root]
     gaps = []
     for entity_id in moved:
         times = [t for t in answers[entity_id] if t >= joined_at]
@@ -520,25 +322,19 @@ def celery_baseline(tmp: Path, args: argparse.Namespace) -> float | None:
 def orchestrate(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="casty-bench-sharding-") as name:
         tmp = Path(name)
-        ports = [free_port() for _ in range(3)]
-        nodes = [NodeProcess(0, ports[0], ports[0], 3, tmp / "node-0.db")]
-        nodes += [NodeProcess(i, ports[i], ports[0], 3, tmp / f"node-{i}.db") for i in (1, 2)]
-        try:
-            for node in nodes:
-                node.read("up")
+        with node_processes(__file__, tmp) as nodes:
             if not args.failover_only:
                 baseline = celery_baseline(tmp, args)
                 replies = run_load(nodes, "ping", args)
                 figure("sharded_replies", replies, baseline, "replies/s", in_flight=args.in_flight)
                 es_replies = run_load(nodes, "increment", args)
                 figure("sharded_event_sourced_replies", es_replies, None, "replies/s")
+            else:  # the kill and rebalance probes need the entities started by a load
+                run_load(nodes, "ping", argparse.Namespace(**{**vars(args), "seconds": 0.5}))
             if not args.skip_failover:
                 after_kill, gap_median, gap_max = unavailability(nodes, tmp, args)
                 figure("unavailable_after_kill", after_kill, None, "s")
                 figure("unavailable_per_moved_shard", gap_median, None, "s", max=gap_max)
-        finally:
-            for node in nodes:
-                node.stop()
 
 
 def main() -> None:
@@ -552,12 +348,7 @@ def main() -> None:
     parser.add_argument(
         "--failover-only", action="store_true", help="only the kill and rebalance figures (c)"
     )
-    parser.add_argument("--node", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--quorum", type=int, default=3, help=argparse.SUPPRESS)
-    parser.add_argument("--db", default="", help=argparse.SUPPRESS)
+    add_node_arguments(parser)
     args = parser.parse_args()
     if args.node:
         asyncio.run(node_main(args))

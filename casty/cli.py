@@ -125,7 +125,7 @@ def _add_node(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 def _status(args: argparse.Namespace) -> int:
     import asyncio
 
-    from casty.client.status import fetch_status, render_status
+    from casty.client.status import contact_problem, fetch_status, render_status
 
     document = asyncio.run(
         fetch_status(
@@ -135,7 +135,11 @@ def _status(args: argparse.Namespace) -> int:
             timeout=args.timeout,
         )
     )
-    print(json.dumps(document, indent=2) if args.json else render_status(document))
+    if args.json or document["members"]:
+        print(json.dumps(document, indent=2) if args.json else render_status(document))
+    problem = contact_problem(document)
+    if problem is not None:  # exit 1, so that a health check notices
+        raise CastyError(problem)
     return 0
 
 

@@ -10,7 +10,9 @@ variables, then the flags (see ``docs/configuration.md``). The node starts, join
 (called with the system once the node is up; it may be a coroutine function) to spawn the
 application's actors and sharded types, logs membership changes, and runs until SIGTERM or
 SIGINT. Then it leaves the cluster gracefully (its shards are handed off to the remaining
-members) and exits 0. Exit status 1 when the node could not start.
+members) and exits 0. Exit status 1 when the node could not start, or when ``--app``'s
+function raised (the node logs the traceback, leaves, and the command ends with one
+``casty: error:`` line).
 
 Log records go to stderr with the node id (``casty.logs``); ``--log-level`` sets the level.
 """
@@ -78,8 +80,14 @@ def add_node(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _handle(args: argparse.Namespace) -> int:
     from casty import logs
 
+    level = logging.getLevelName(args.log_level.upper())
+    if not isinstance(level, int):  # getLevelName answers "Level X" for an unknown name
+        raise ConfigurationError(
+            f"--log-level: unknown level {args.log_level!r} "
+            "(DEBUG, INFO, WARNING, ERROR or CRITICAL)"
+        )
     logs.install()
-    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
     overrides = {
         key: value
         for key, value in vars(args).items()
@@ -103,6 +111,7 @@ async def run_node(config: str | None, overrides: dict[str, Any], app: str | Non
 
     Raises:
         ConfigurationError: a bad configuration or ``app``.
+        CastyError: ``app`` raised (the node logged the traceback and left the cluster).
     """
     from casty.actors.behaviors import Behaviors
     from casty.cluster.events import MemberEvent, ReachabilityEvent
@@ -128,6 +137,7 @@ async def run_node(config: str | None, overrides: dict[str, Any], app: str | Non
         return Behaviors.same()
 
     system = ClusteredActorSystem(config=node_config)
+    failure: str | None = None  # why --app failed
     try:
         # A signal while joining (a quorum that never forms) stops the node too.
         starting = asyncio.ensure_future(system.__aenter__())
@@ -156,11 +166,10 @@ async def run_node(config: str | None, overrides: dict[str, Any], app: str | Non
                 system.node_address,
                 len(system.cluster.up_members),
             )
-            if setup is not None:
-                result = setup(system)
-                if inspect.isawaitable(result):
-                    await result
-            await stop.wait()
+            if setup is not None and app is not None:
+                failure = await _run_app(setup, system, app)
+            if failure is None:
+                await stop.wait()
             log.info("leaving the cluster")
             left = await system.leave()
             log.info("left the cluster" if left else "leave timed out; stopping anyway")
@@ -170,4 +179,19 @@ async def run_node(config: str | None, overrides: dict[str, Any], app: str | Non
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     log.info("stopped")
+    if failure is not None:
+        raise CastyError(failure)
     return 0
+
+
+async def _run_app(setup: Any, system: Any, app: str) -> str | None:
+    """Call ``--app``'s function with the system; ``None``, or why it failed (logged with
+    the traceback: the node then leaves instead of serving without the application)."""
+    try:
+        result = setup(system)
+        if inspect.isawaitable(result):
+            await result
+    except Exception as exc:
+        log.exception("--app %s failed; leaving the cluster", app)
+        return f"--app {app} failed: {type(exc).__name__}: {exc}"
+    return None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
 from casty.abc import Address
@@ -19,7 +19,7 @@ from casty.client.routing import ClientRouting, ClientStatistics
 from casty.cluster.events import TopologySnapshot
 from casty.cluster.protocol import SubscribeTopology, UnsubscribeTopology
 from casty.cluster.system import TOPOLOGY_PATH
-from casty.errors import ConfigurationError, ConnectFailed, ResourceClosed
+from casty.errors import ConfigurationError, ConnectFailed, HandshakeFailed, ResourceClosed
 from casty.remote.address import ActorAddress
 from casty.remote.events import PeerConnected, PeerDisconnected, PeerEvent, PeerLost
 from casty.remote.system import RemoteActorSystem
@@ -115,12 +115,15 @@ class ClusterClient:
         serializer: the members' serializer name (``"msgpack"`` or ``"pickle"``).
         host: the client's own host, as the members will reach it (replies, snapshots).
         buffer_size: envelopes held at most while no member can take them (>= 1).
-        connect_timeout: seconds to wait for a first snapshot from each contact point in turn.
+        connect_timeout: seconds to wait for a first snapshot from each contact point in turn;
+            one that refuses the connection or the handshake is skipped at once.
         breaker_reset: seconds after which an open breaker half-opens without a topology change.
 
     Raises:
         ConfigurationError: bad arguments.
-        ConnectFailed: (from ``__aenter__``) no contact point sent a snapshot in time.
+        ConnectFailed: (from ``__aenter__``) no contact point sent a snapshot; the message
+            gives each one's reason (``connection refused``, ``handshake refused: <why>``,
+            ``timed out``), as `contact_failures` does.
     """
 
     def __init__(
@@ -167,6 +170,7 @@ class ClusterClient:
         self._listener: ActorRef[Any] | None = None
         self._first = asyncio.Event()
         self._rotation = 0
+        self._failures: dict[Address, str] = {}
         self._open = False
         self._distributed: Distributed | None = None
 
@@ -180,16 +184,15 @@ class ClusterClient:
             )
             self._system.event_stream.tell(EventStreamSubscribe(PeerEvent, self._listener))
             for contact in self._contacts:
-                self._subscribe(contact)
-                try:
-                    await asyncio.wait_for(self._first.wait(), self._connect_timeout)
+                failure = await self._first_snapshot(contact)
+                if failure is None:
                     break
-                except TimeoutError:
-                    log.warning("cluster client: no topology from %s, trying the next", contact)
+                self._failures[contact] = failure
+                log.warning("cluster client: %s skipped (%s)", contact, failure)
             else:
+                reasons = "; ".join(f"{c}: {r}" for c, r in self._failures.items())
                 raise ConnectFailed(
-                    f"no contact point of {self.system_name!r} answered within "
-                    f"{self._connect_timeout} s: {', '.join(map(str, self._contacts))}"
+                    f"no contact point of {self.system_name!r} sent a topology: {reasons}"
                 )
         except BaseException:
             await self._system.shutdown()
@@ -227,6 +230,12 @@ class ClusterClient:
     def topology(self) -> TopologySnapshot | None:
         """The latest snapshot (None only before ``__aenter__`` returns)."""
         return self._routing.snapshot
+
+    @property
+    def contact_failures(self) -> Mapping[Address, str]:
+        """Why ``__aenter__`` skipped each contact point it tried before the one that answered
+        (``"connection refused"``, ``"handshake refused: <why>"``, ``"timed out ..."``)."""
+        return MappingProxyType(self._failures)
 
     def statistics(self) -> ClientStatistics:
         """Counts of routed, re-routed, buffered and dropped envelopes, and open breakers."""
@@ -284,6 +293,30 @@ class ClusterClient:
         return self._distributed
 
     # -- internals ------------------------------------------------------------------------
+
+    async def _first_snapshot(self, contact: Address) -> str | None:
+        """Subscribe via ``contact`` and wait for its first snapshot; ``None``, or why not.
+
+        Connecting first (giving up at a refused connection or handshake) spares the wait
+        for a snapshot that cannot come.
+        """
+        timeout = self._connect_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await self._system.associate(contact, timeout=timeout, fail_fast=True)
+                self._subscribe(contact)
+                await self._first.wait()
+        except TimeoutError:
+            return f"timed out (no topology within {timeout} s)"
+        except HandshakeFailed as exc:
+            text = str(exc)
+            refused = f"{contact} refused the handshake: "
+            if text.startswith(refused):
+                return "handshake refused: " + text.removeprefix(refused)
+            return f"handshake failed: {text}"  # TLS, or no answer
+        except ConnectFailed as exc:
+            return str(exc).removeprefix(f"cannot connect to {contact}: ")
+        return None
 
     def _listening(self, timers: TimerScheduler[Any]) -> Behavior[Any]:
         def on(ctx: ActorContext[Any], msg: Any) -> Behavior[Any]:

@@ -2,7 +2,8 @@
 
 `fetch_status` connects to one contact point as an external client (it does not join),
 takes the first `TopologySnapshot` and closes; `status_document` turns a snapshot into plain
-JSON-able data; `render_status` prints that as a table.
+JSON-able data; `render_status` prints that as a table; `contact_problem` says why the
+contact point is not a serving member (still joining, downed), for ``casty status`` to exit 1.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from casty.abc import Address
 from casty.client.client import ClusterClient
 from casty.cluster.events import TopologySnapshot
 from casty.errors import ConnectFailed
 
-__all__ = ["fetch_status", "render_status", "status_document"]
+__all__ = ["contact_problem", "fetch_status", "render_status", "status_document"]
 
 
 async def fetch_status(
@@ -52,18 +54,31 @@ async def fetch_status(
         ) from exc
     if snapshot is None:  # __aenter__ returns only after the first snapshot
         raise ConnectFailed(f"{contact} sent no topology")
-    return status_document(snapshot, contact=contact, system_name=system_name)
+    return status_document(
+        snapshot,
+        contact=contact,
+        system_name=system_name,
+        # The handshake admits only the address a member advertises: the contact's own.
+        contact_address=Address.parse(contact),
+    )
 
 
 def status_document(
-    snapshot: TopologySnapshot, *, contact: str = "", system_name: str = ""
+    snapshot: TopologySnapshot,
+    *,
+    contact: str = "",
+    system_name: str = "",
+    contact_address: Address | None = None,
 ) -> dict[str, Any]:
     """A snapshot as plain data (what ``casty status --json`` prints).
 
-    Keys: ``system``, ``contact``, ``leader`` (address or None), ``members`` (one dict per
-    member: ``address``, ``node_id``, ``status``, ``roles``, ``reachable``, ``up_number``,
-    ``incarnation``, ``shards`` (type name to shards it hosts)), and ``shards`` (type name to
-    node address to shard count, nodes that are no longer members included).
+    Keys: ``system``, ``contact``, ``contact_status`` (the status of the member at
+    ``contact_address``, the contact point as the members know it; None when it is not in
+    the snapshot: not joined yet), ``leader`` (address or None), ``members``
+    (one dict per member: ``address``, ``node_id``, ``status``, ``roles``, ``reachable``,
+    ``up_number``, ``incarnation``, ``shards`` (type name to shards it hosts)), and
+    ``shards`` (type name to node address to shard count, nodes that are no longer members
+    included).
     """
     per_type: dict[str, Counter[str]] = {
         name: Counter(str(node) for node in homes.values())
@@ -82,13 +97,38 @@ def status_document(
         }
         for m in snapshot.members
     ]
+    own = next((m for m in snapshot.members if m.address == contact_address), None)
     return {
         "system": system_name,
         "contact": contact,
+        "contact_status": own.status.value if own is not None else None,
         "leader": str(snapshot.leader) if snapshot.leader is not None else None,
         "members": members,
         "shards": {name: dict(sorted(counts.items())) for name, counts in per_type.items()},
     }
+
+
+def contact_problem(document: dict[str, Any]) -> str | None:
+    """Why the contact point of a `status_document` is not a serving member, or None.
+
+    It is not when it knows no member at all (still joining: its seeds do not answer, or the
+    leader has not admitted it), or when its own status is ``joining`` (waiting for the
+    leader or for ``required_quorum``), ``down`` or ``removed``.
+    """
+    contact, status = document["contact"], document.get("contact_status")
+    if not document["members"]:
+        return (
+            f"{contact} is not a member yet: it is still joining and knows no member "
+            "(are its seed nodes up?)"
+        )
+    if status == "joining":
+        return (
+            f"{contact} is not up yet: it is joining (waiting for the leader to admit it, "
+            "or for required_quorum members)"
+        )
+    if status in ("down", "removed"):
+        return f"{contact} is no longer a member: it is {status}"
+    return None
 
 
 def render_status(document: dict[str, Any]) -> str:

@@ -683,8 +683,16 @@ class _Topology:
         if self.state.is_removed(sender):
             self.send_gossip(sender)  # it missed its removal: this tells it
             return
+        # The state that makes this node exiting is not marked seen either: its exit hooks
+        # start only once it is adopted, and the leader removes an exiting member it sees.
+        incoming = remote.member(self.me)
+        exiting = incoming is not None and incoming.status is _S.EXITING
         result = receive_gossip(
-            self.state, remote, self.me, from_node=sender, mark_seen=not self.withholding
+            self.state,
+            remote,
+            self.me,
+            from_node=sender,
+            mark_seen=not (self.withholding or (exiting and self.exit_pending)),
         )
         if result.outcome is GossipOutcome.SELF_REMOVED:
             member = self.state.member(self.me)
@@ -717,6 +725,11 @@ class _Topology:
         """Whether this node withholds its seen mark: exiting with hooks still running, so
         that the leader does not remove it before its work is handed off."""
         return self.exit_hooks_started and not self.exit_hooks_done
+
+    @property
+    def exit_pending(self) -> bool:
+        """Whether exit hooks are registered and have not returned yet."""
+        return not self.exit_hooks_done and bool(self.cluster._exit_hook_list)
 
     def on_gossip_tick(self, msg: _GossipTick) -> None:
         if self.phase != _MEMBER:
@@ -784,6 +797,11 @@ class _Topology:
             and m.status is not _S.DOWN
             and m.unique_address != self.me
         ]
+        mine = new.member(self.me)
+        if mine is not None and mine.status is _S.EXITING and self.exit_pending:
+            # This leader made itself exiting: it has not seen that state until its exit hooks
+            # return, or the next leader would remove it while they run.
+            new = new.without_seen(self.me)
         self.set_state(new)
         for node in exited:
             self.send_gossip(node)

@@ -341,6 +341,12 @@ class Gossip:
             return self
         return self._copy(seen=self._seen | {node})
 
+    def without_seen(self, node: UniqueAddress) -> Gossip:
+        """This version with ``node``'s seen mark withdrawn (no version change); idempotent."""
+        if node not in self._seen:
+            return self
+        return self._copy(seen=self._seen - {node})
+
     def only_seen(self, node: UniqueAddress) -> Gossip:
         """This version marked as seen by ``node`` alone (no version change)."""
         return self._copy(seen=(node,))

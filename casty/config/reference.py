@@ -33,11 +33,17 @@ async with ClusteredActorSystem(config="casty.toml") as system:   # or load_conf
 Every key is optional; an absent key takes the default below. A key or table that is not
 listed here, or a value of the wrong type, is refused at start with a `ConfigurationError`
 naming the key's full path (`cluster.failure_detector.threshold: expected a number, got 'x'`),
-and each value is checked against its bounds by the settings class it configures.
+and each value is checked against its bounds by the settings class it configures, the error
+naming the key the same way (`cluster.port: must be in 0..65535, got 70000`).
 
 **Precedence**, lowest first: the defaults, the file, the environment, the command-line flags
 of `casty node` (or `load_config(overrides=...)`). Arguments given to
-`ClusteredActorSystem(...)` beside `config=` win over all of them.
+`ClusteredActorSystem(...)` beside `config=` win over all of them. A key set at one level
+replaces the same key of the levels below it; the other keys of its table stay as they were.
+
+**Overrides**: `load_config("casty.toml", overrides=...)` takes dotted key paths
+(`{{"cluster.port": 25520}}`), nested tables shaped like the file
+(`{{"cluster": {{"port": 25520}}}}`), or both; their values are checked as the file's are.
 
 **Environment variables**: `{ENV_PREFIX}` followed by the key's dotted path in capitals, with
 `__` (two underscores) between levels: `cluster.failure_detector.threshold` is
@@ -45,8 +51,11 @@ of `casty node` (or `load_config(overrides=...)`). Arguments given to
 `true`, `["a", "b"]`); a string key takes the text as written, and a list of strings may be
 written `a,b`. A `{ENV_PREFIX}...__...` variable that names no key is refused.
 
-**Unset**: TOML has no null. A key whose type includes *unset* is unset by leaving it out; where
-its default is set (`sharding.passivate_after`), `false` unsets it.
+**Unset**: TOML has no null. A key whose type includes *unset* is unset by leaving it out or,
+at any level, by `false`: in the file (`passivate_after = false`), in the environment
+(`{ENV_PREFIX}METRICS__PROMETHEUS_PORT=false`, which unsets a port the file set) and in
+overrides (`False`, or `None`). For a string key, the variable's text `false` unsets it too;
+write `'"false"'` for the string itself.
 
 **Seconds** are numbers (floats or integers); sizes are in bytes.
 """

@@ -135,8 +135,10 @@ def load_config(
             ``os.environ``; pass ``{}`` to ignore it). A value is read as TOML (``8.5``,
             ``true``, ``["a", "b"]``) or, for a string key, taken as written; a list of
             strings may also be written ``a,b``.
-        overrides: dotted key paths and values (``{"cluster.port": 25520}``) that win over
-            the file and the environment, as command-line flags do.
+        overrides: values that win over the file and the environment, as command-line flags
+            do: dotted key paths (``{"cluster.port": 25520}``), nested tables shaped like the
+            file (``{"cluster": {"port": 25520}}``), or both. ``None`` or ``False`` unsets a
+            key whose type includes unset, as ``false`` does in the file and the environment.
 
     Raises:
         ConfigurationError: ``source`` is of another type, the file is missing or not TOML, a
@@ -172,8 +174,8 @@ def load_config(
         key = keys.get(path_)
         if key is None:
             raise ConfigurationError(f"{name}: no such configuration key ({path_})")
-        _set(tree, path_, _check(key.type, _from_env(key, text), f"{name}", key.default))
-    for path_, value in (overrides or {}).items():
+        _set(tree, path_, _check(key.type, _from_env(key, text), name))
+    for path_, value in _dotted(overrides or {}, ""):
         if path_ not in keys:
             raise ConfigurationError(f"{path_}: no such configuration key")
         _set(tree, path_, value)
@@ -280,15 +282,34 @@ def _build(cls: type, table: Mapping[str, Any], prefix: str) -> Any:
             built = _build(read_as, value, f"{prefix}{f.name}.")
             kwargs[f.name] = convert(built) if convert is not None else built
         else:
-            kwargs[f.name] = _check(kind, value, f"{prefix}{f.name}", f.default)
+            kwargs[f.name] = _check(kind, value, f"{prefix}{f.name}")
     unknown = sorted(set(table) - known)
     if unknown:
         raise ConfigurationError(f"{prefix}{unknown[0]}: unknown key")
     try:
         return cls(**kwargs)
     except ConfigurationError as exc:
-        where = prefix.rstrip(".") or "configuration"
-        raise ConfigurationError(f"{where}: {exc}") from None
+        raise ConfigurationError(_with_key(str(exc), prefix, known)) from None
+
+
+_WORD = re.compile(r"\w+")
+
+
+def _with_key(message: str, prefix: str, names: set[str]) -> str:
+    """A settings class's check ``message`` led by the full path of the key it names.
+
+    The classes word their checks ``"port must be in 0..65535, got 70000"`` (some with their
+    class name first); the first word before ``got`` that is a key of the table names the
+    key (``cluster.port: must be in 0..65535, got 70000``), else the table is named.
+    """
+    text = re.sub(r"^[A-Z]\w*\.", "", message)  # "RemoteSettings.min_backoff must ..."
+    subject = text.partition(" got ")[0]
+    name = next((w for w in _WORD.findall(subject) if w in names), None)
+    if name is None:
+        return f"{prefix.rstrip('.') or 'configuration'}: {message}"
+    if text.startswith(f"{name} must "):
+        text = text[len(name) + 1 :]
+    return f"{prefix}{name}: {text}"
 
 
 def _all_names(cls: type) -> list[dataclasses.Field[Any]]:
@@ -303,13 +324,13 @@ def _all_names(cls: type) -> list[dataclasses.Field[Any]]:
     return result
 
 
-def _check(kind: Any, value: Any, path: str, default: Any) -> Any:
+def _check(kind: Any, value: Any, path: str) -> Any:
     """``value`` converted to ``kind``, or a `ConfigurationError` naming ``path``."""
     options = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
     if value is None and type(None) in options:
         return None
-    if value is False and type(None) in options and bool not in options and default is not None:
-        return None  # TOML has no null: `false` unsets a key whose default is set
+    if value is False and type(None) in options and bool not in options:
+        return None  # TOML has no null: `false` unsets an optional key
     for option in options:
         if option is bool and isinstance(value, bool):
             return value
@@ -358,11 +379,22 @@ def _from_env(key: ConfigKey, text: str) -> Any:
         value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         value = text
+    if value is False and type(None) in options and bool not in options:
+        return value  # `false` unsets an optional key, a string one too (`"false"` is text)
     if str in options and not isinstance(value, str) and not text.startswith(("[", '"', "'")):
         return text  # a string key takes the text as written (CASTY_CLUSTER__NAME=123)
     if isinstance(value, str) and any(typing.get_origin(o) is tuple for o in options):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def _dotted(overrides: Mapping[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:
+    """``overrides`` as (dotted path, value) pairs: nested tables are walked."""
+    for name, value in overrides.items():
+        if isinstance(value, Mapping):
+            yield from _dotted(value, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", value
 
 
 def _set(tree: dict[str, Any], path: str, value: Any) -> None:

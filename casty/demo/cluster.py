@@ -21,7 +21,7 @@ import casty
 from casty.abc import Address
 from casty.errors import CastyError
 
-__all__ = ["DemoCluster", "free_ports"]
+__all__ = ["DemoCluster", "free_ports", "last_error"]
 
 HOST = "127.0.0.1"
 _ROOT = str(Path(casty.__file__).resolve().parents[1])  # children run this same casty
@@ -140,21 +140,28 @@ class DemoCluster:
         try:
             async with asyncio.timeout(self._start_timeout):
                 line = await process.stdout.readline()
+                status = None if line else await process.wait()  # no line: it exited
         except TimeoutError:
-            line = b""
-        if not line.startswith(b"{") or "up" not in json.loads(line):
             self.kill(n)
             raise CastyError(
                 f"{self.node_id(n)} did not start within {self._start_timeout} s; "
+                f"see {self.log_path(n)}"
+            ) from None
+        if status is not None:
+            raise CastyError(
+                f"{self.node_id(n)} exited with status {status} before it was up: "
+                f"{last_error(self.log_path(n))}; see {self.log_path(n)}"
+            )
+        if not line.startswith(b"{") or "up" not in json.loads(line):
+            self.kill(n)
+            raise CastyError(
+                f"{self.node_id(n)} printed {line[:200]!r} instead of that it is up; "
                 f"see {self.log_path(n)}"
             )
 
     def kill(self, n: int) -> None:
         """SIGKILL node ``n`` (a crash: no leave, no handoff); nothing if it is not running."""
-        process = self._processes[n]
-        if process is not None and process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGKILL)
+        _send(self._processes[n], signal.SIGKILL)
 
     async def stop(self, n: int) -> int:
         """SIGTERM node ``n`` (it leaves gracefully) and wait for its exit; return its status.
@@ -164,9 +171,7 @@ class DemoCluster:
         process = self._processes[n]
         if process is None:
             return 0
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
+        _send(process, signal.SIGTERM)
         try:
             async with asyncio.timeout(self._stop_timeout):
                 return await process.wait()
@@ -174,6 +179,34 @@ class DemoCluster:
             self.kill(n)
             return await process.wait()
 
-    async def close(self) -> None:
-        """Stop every node still running: SIGTERM, then SIGKILL after ``stop_timeout``."""
-        await asyncio.gather(*(self.stop(n) for n in range(self.size)))
+    async def close(self, *, kill: bool = False) -> None:
+        """Stop every node still running: SIGTERM, then SIGKILL after ``stop_timeout``; or,
+        with ``kill``, SIGKILL at once (nothing left to hand off: an interrupted run)."""
+        if kill:
+            for n in range(self.size):
+                self.kill(n)
+            await asyncio.gather(*(p.wait() for p in self._processes if p is not None))
+        else:
+            await asyncio.gather(*(self.stop(n) for n in range(self.size)))
+
+
+def _send(process: asyncio.subprocess.Process | None, sig: signal.Signals) -> None:
+    """Signal ``process`` unless it exited. Not `Process.send_signal`: that polls the child
+    first, which reaps one that just exited under asyncio's child watcher (which then logs
+    "Unknown child process")."""
+    if process is not None and process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, sig)
+
+
+def last_error(log: Path) -> str:
+    """The last line of ``log`` that is not indented (a traceback's exception, a log record),
+    or ``"(its log is empty)"``."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        return f"(its log cannot be read: {exc})"
+    for line in reversed(lines):
+        if line.strip() and not line[0].isspace():
+            return line.strip()[:500]
+    return "(its log is empty)"

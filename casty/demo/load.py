@@ -20,7 +20,7 @@ import asyncio
 import itertools
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,11 +126,17 @@ class TaskLoad:
         self._last_ack = 0.0
         self._stopping = False
         self._next_slot = 0.0
+        self._milestones: dict[int, list[Callable[[], object]]] = {}
 
     @property
     def acknowledged(self) -> int:
         """Tasks acknowledged so far."""
         return len(self.latencies)
+
+    def on_acknowledged(self, count: int, callback: Callable[[], object]) -> None:
+        """Call ``callback`` once, right when the ``count``-th task is acknowledged (before any
+        other ack is counted); never if that count is not reached or was already passed."""
+        self._milestones.setdefault(count, []).append(callback)
 
     def stop(self) -> None:
         """Submit no new task; the ones under way are still resent until acknowledged."""
@@ -189,6 +195,8 @@ class TaskLoad:
                 now = self._last_ack = loop.time()
                 self.latencies[task_id] = now - first
                 queue.acks.append(Ack(sent, now))
+                for callback in self._milestones.pop(self.acknowledged, ()):
+                    callback()
                 return
             self.resent += 1  # TaskRefused: not stored, or unknown; back off a little
             self.resend_reasons[type(reply).__name__] += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from operator import itemgetter
@@ -177,6 +178,22 @@ def _check_directory(path: str) -> None:
         raise JournalUnavailable(f"{path}: the directory {directory} does not exist")
 
 
+def _daemonic(connecting: aiosqlite.Connection) -> aiosqlite.Connection:
+    """Mark a not yet started aiosqlite connection's worker thread as a daemon thread.
+
+    aiosqlite >= 0.22 makes its worker threads non-daemon, so a journal the program never
+    closed kept the interpreter waiting forever after ``asyncio.run`` returned. Nothing is
+    lost by not waiting: a write is acknowledged only after SQLite committed it, and SQLite
+    recovers an interrupted transaction from its journal or WAL on the next open.
+    """
+    # Before 0.22 the connection is the thread; since, it owns one as ``_thread``.
+    thread = connecting if isinstance(connecting, threading.Thread) else None
+    thread = thread or getattr(connecting, "_thread", None)
+    if isinstance(thread, threading.Thread) and not thread.is_alive():
+        thread.daemon = True
+    return connecting
+
+
 @final
 class SQLiteJournal(Journal):
     """A journal in one SQLite database file, in WAL mode, with group commit.
@@ -311,11 +328,13 @@ class SQLiteJournal(Journal):
             _check_directory(self._path)
         # Autocommit on both: a write of one statement commits by itself; longer ones open
         # their transaction with BEGIN IMMEDIATE (taking the write lock up front).
-        db = await aiosqlite.connect(
-            self._path,
-            timeout=self._busy_timeout,
-            isolation_level=None,
-            cached_statements=_CACHED_STATEMENTS,
+        db = await _daemonic(
+            aiosqlite.connect(
+                self._path,
+                timeout=self._busy_timeout,
+                isolation_level=None,
+                cached_statements=_CACHED_STATEMENTS,
+            )
         )
         try:
             await db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")

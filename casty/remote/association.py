@@ -157,6 +157,7 @@ class Association:
         self._backing_off = False
         self._down_since: float | None = None  # clock reading when the peer became unreachable
         self._waiters: list[asyncio.Future[int]] = []
+        self._fail_fast: set[asyncio.Future[int]] = set()  # waiters failed by a refused dial
         self._closed = False
 
     # ---- sending -------------------------------------------------------------------------------
@@ -478,20 +479,34 @@ class Association:
         if self._connector is None and not self._closed and self.system._serving:
             self._connector = self.system._spawn(self._connect_loop())
 
-    def add_waiter(self, waiter: asyncio.Future[int]) -> None:
-        """Resolve ``waiter`` with the peer's incarnation once connected (or fail it)."""
+    def add_waiter(self, waiter: asyncio.Future[int], *, fail_fast: bool = False) -> None:
+        """Resolve ``waiter`` with the peer's incarnation once connected (or fail it).
+
+        With ``fail_fast``, a dial that fails (`ConnectFailed`: refused, unreachable) fails
+        the waiter too, instead of leaving it to the retries.
+        """
         if self.conn is not None and self.incarnation is not None:
             waiter.set_result(self.incarnation)
             return
         self._waiters.append(waiter)
+        if fail_fast:
+            self._fail_fast.add(waiter)
         self.ensure_connector()
 
     def remove_waiter(self, waiter: asyncio.Future[int]) -> None:
+        self._fail_fast.discard(waiter)
         if waiter in self._waiters:
             self._waiters.remove(waiter)
 
+    def _dial_failed(self, exc: ConnectFailed) -> None:
+        for waiter in [w for w in self._waiters if w in self._fail_fast]:
+            self.remove_waiter(waiter)
+            if not waiter.done():
+                waiter.set_exception(exc)
+
     def _settle_waiters(self, result: int | BaseException) -> None:
         waiters, self._waiters = self._waiters, []
+        self._fail_fast.clear()
         for waiter in waiters:
             if waiter.done():
                 continue
@@ -515,6 +530,8 @@ class Association:
                     error: Exception = exc
                     if isinstance(exc, HandshakeFailed):
                         self._refused(exc)
+                    else:
+                        self._dial_failed(exc)
                 else:
                     self._dialing = False
                     attempt = 0

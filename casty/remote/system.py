@@ -245,7 +245,9 @@ class RemoteActorSystem(ActorSystem):
         """The serializer messages are written with."""
         return self._serializer
 
-    async def associate(self, node: Address | str, *, timeout: float = 5.0) -> int:
+    async def associate(
+        self, node: Address | str, *, timeout: float = 5.0, fail_fast: bool = False
+    ) -> int:
         """Connect to ``node`` now (if not connected yet) and return its incarnation.
 
         Sending does not need this (the first message connects); it tells a caller that a
@@ -254,11 +256,14 @@ class RemoteActorSystem(ActorSystem):
         Args:
             node: an `Address`, ``"host:port"`` or ``"casty://system@host:port"``.
             timeout: seconds to keep trying (> 0); attempts back off as in `RemoteSettings`.
+            fail_fast: give up at the first failed connection attempt (refused, unreachable)
+                instead of retrying until ``timeout``.
 
         Raises:
             HandshakeFailed: the peer refused the handshake (the reason is in the message and
                 in both nodes' logs), or the TLS handshake failed.
-            ConnectFailed: no connection within ``timeout``, or the peer was declared lost.
+            ConnectFailed: no connection within ``timeout``, the peer was declared lost, or
+                (``fail_fast``) an attempt failed; the message says which.
             ResourceClosed: the system is not started or is shutting down.
             ConfigurationError: a malformed ``node`` or ``timeout``.
 
@@ -271,7 +276,7 @@ class RemoteActorSystem(ActorSystem):
             raise ConfigurationError(f"timeout must be positive and finite, got {timeout!r}")
         association = self._association(self._node_of(node))
         waiter: asyncio.Future[int] = self._loop.create_future()
-        association.add_waiter(waiter)
+        association.add_waiter(waiter, fail_fast=fail_fast)
         try:
             async with asyncio.timeout(timeout):
                 return await waiter

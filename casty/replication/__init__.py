@@ -4,7 +4,8 @@
 - `ReplicatedJournal`: the primary's journal; a write counts once ``min_acks`` replicas hold it.
 - `replica_store`: the actor on each node that stores pushed entries (fenced by epoch).
 - `pull_missing`: a promoted primary copies the entries of an id it lacks from its peers.
-- `ShardLedger`: per node and sharded type, each shard's fence and the ids its journal holds.
+- `ShardLedger`: per node and sharded type, each shard's fence and the ids its journal holds
+  (kept in that journal).
 - `casty.replication.protocol`: the messages between them.
 - `casty.replication.sharded`: how ``Behaviors.sharded(..., replication=..., journal=...)``
   binds its entities' journals to their shard's replicas and epoch.

@@ -4,8 +4,9 @@ The coordinator promotes the replica whose copy of the shard is the most advance
 (`casty.replication.protocol.GetShardProgress`), but a per-shard measure cannot say that one
 copy holds every acknowledged event of every id: with ``min_acks < replicas`` one write may
 have reached only replica B and another only replica C. So a promoted primary, the first time
-it recovers an entity of the shard, asks the shard's other replica stores for the id's
-highest entry and copies the entries it lacks from the most advanced one. Every acknowledged
+it recovers an entity of the shard, asks the shard's other replica stores (and the type's
+store on every other up node: `ShardReplicas.peers`) for the id's highest entry and copies
+the entries it lacks from the most advanced one. Every acknowledged
 write reached ``min_acks`` stores; when fewer of them were lost with the primary, one that
 answers holds it.
 """
@@ -15,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from casty.abc import Journal, JournalEntry
-from casty.errors import AskTimeout, SequenceConflict, StaleEpoch
+from casty.errors import SequenceConflict, StaleEpoch
 from casty.replication.protocol import (
     GetReplicaHighest,
     ReadReplica,
@@ -49,11 +50,13 @@ async def pull_missing(
     beyond ``local``'s highest.
 
     The most advanced store is the one whose last entry has the highest ``(epoch, sequence
-    number)``. Stores that do not answer within ``timeout`` seconds (the whole pull's budget)
-    are skipped; the pull then copies what it could. Nothing is copied when the store's entry
-    at ``local``'s highest number differs from ``local``'s (another epoch's history: journals
-    are append-only, so it is logged and left), or when ``local`` refuses the entries (a newer
-    epoch or a concurrent writer).
+    number)``; stores with the same last entry hold the same log, so each read goes to all of
+    them and the first answer is taken (one of them may die meanwhile). Stores that do not
+    answer within ``timeout`` seconds are skipped; the reads then get ``timeout`` seconds of
+    their own (a pull takes at most twice ``timeout``) and the pull copies what it could.
+    Nothing is copied when the store's entry at ``local``'s highest number differs from
+    ``local``'s (another epoch's history: journals are append-only, so it is logged and left),
+    or when ``local`` refuses the entries (a newer epoch or a concurrent writer).
 
     Returns:
         How many entries were copied into ``local``.
@@ -62,7 +65,6 @@ async def pull_missing(
         JournalUnavailable: ``local`` failed.
     """
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
     highest = await local.highest_sequence_nr(persistence_id)
     mine = (await last_epoch(local, persistence_id, highest) if highest else 0, highest)
 
@@ -73,37 +75,38 @@ async def pull_missing(
         return answer
 
     answers = await asyncio.gather(*(ask_highest(s) for s in stores), return_exceptions=True)
-    best: ReplicaHighest | None = None
     for answer in answers:
         if isinstance(answer, asyncio.CancelledError):
             raise answer
-        if isinstance(answer, ReplicaHighest) and (
-            best is None or (answer.epoch, answer.sequence_nr) > (best.epoch, best.sequence_nr)
-        ):
-            best = answer
-    if best is None or (best.epoch, best.sequence_nr) <= mine:
+    held = [(a.epoch, a.sequence_nr) for a in answers if isinstance(a, ReplicaHighest)]
+    if not held or max(held) <= mine:
         return 0
+    best = max(held)
+    sources = [
+        a.store
+        for a in answers
+        if isinstance(a, ReplicaHighest) and (a.epoch, a.sequence_nr) == best
+    ]
+    deadline = loop.time() + timeout
     copied = 0
-    store, to_nr = best.store, best.sequence_nr
+    to_nr = best[1]
     joined = highest == 0  # otherwise re-read our last number: the histories must join there
     start = max(highest, 1)
     while start <= to_nr:
         left = deadline - loop.time()
         if left <= 0:
             break
-        try:
-            reply: ReplicaEntries = await system.ask(
-                store, functools.partial(ReadReplica, persistence_id, start, to_nr), timeout=left
-            )
-        except AskTimeout:
+        read = functools.partial(ReadReplica, persistence_id, start, to_nr)
+        reply = await _read_any(system, sources, read, left)
+        if reply is None:
             break
         entries: Sequence[JournalEntry] = reply.entries
         if not joined:
             if not entries or not await _same_as_local(local, entries[0]):
                 _log.warning(
-                    "%s: replica store %s holds another history at %d; nothing copied",
+                    "%s: replica stores %s hold another history at %d; nothing copied",
                     persistence_id,
-                    store,
+                    sources,
                     highest,
                 )
                 return 0
@@ -115,10 +118,36 @@ async def pull_missing(
                 await local.write(run)
                 copied += len(run)
         except (StaleEpoch, SequenceConflict) as exc:
-            _log.warning("%s: could not copy entries from %s: %s", persistence_id, store, exc)
+            _log.warning("%s: could not copy entries from %s: %s", persistence_id, sources, exc)
             return copied
         start = entries[-1].sequence_nr + 1
     return copied
+
+
+async def _read_any(
+    system: ActorSystem,
+    stores: Sequence[ActorRef[Any]],
+    request: Callable[[ActorRef[Any]], ReadReplica],
+    timeout: float,
+) -> ReplicaEntries | None:
+    """The first answer of ``stores`` to ``request`` within ``timeout`` seconds, or None."""
+
+    async def ask(store: ActorRef[Any]) -> ReplicaEntries:
+        reply: ReplicaEntries = await system.ask(store, request, timeout=timeout)
+        return reply
+
+    pending = {asyncio.ensure_future(ask(s)) for s in stores}
+    try:
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            # Every finished ask's error is looked at (a silent store is simply skipped).
+            answers = [t.result() for t in done if not t.cancelled() and t.exception() is None]
+            if answers:
+                return answers[0]
+        return None
+    finally:
+        for task in pending:
+            task.cancel()
 
 
 async def _same_as_local(local: Journal, entry: JournalEntry) -> bool:

@@ -158,9 +158,14 @@ class GetShardProgress:
 class ShardProgress:
     """Answer to `GetShardProgress`: the newest primary ``epoch`` whose entries the store
     holds for the shard, and ``total``, the sum of its highest sequence numbers over the
-    shard's ids; the copy with the higher ``(epoch, total)`` is the more advanced."""
+    shard's ids; the copy with the higher ``(epoch, total)`` is the more advanced. ``fence``
+    is the store's fence for the shard before the question raised it: a coordinator whose
+    table lost the shard's history (rebuilt after its predecessor's node was lost) allocates
+    above it."""
 
     shard: int
     epoch: int
     total: int
     tag: str = ""
+    diverged: bool = False  # it answered `ReplicaDiverged` to a push of the shard: never promote
+    fence: int = 0

@@ -44,11 +44,15 @@ def replica_store(journal: Journal, ledger: ShardLedger | None = None) -> Behavi
     in the order they arrive; pushes of different ids are stored at once (the journal's group
     commit batches them), and the other messages are answered after every push received
     before them is stored. ``ledger`` is the node's `ShardLedger` of the sharded
-    type (the region shares it); without one the store keeps its own.
+    type (the region shares it; durable in ``journal``); without one the store keeps its own,
+    in memory.
 
     Idempotent: entries it already holds are acknowledged again without a write, so a primary
     may resend a batch after a lost answer; a different entry at a number it holds (another
-    epoch's history) is answered `ReplicaDiverged`, never acknowledged. Fencing: entries whose
+    epoch's history) is answered `ReplicaDiverged`, never acknowledged, and marks the shard
+    diverged in the ledger (`GetShardProgress` says so: such a copy is not promoted). A push
+    continues the log only after an entry both logs hold: when another epoch wrote the store's
+    last entry, the store first asks for that number again and compares. Fencing: entries whose
     epoch is lower than the epoch of the last entry it holds for the id are refused
     (`ReplicaFenced`), and the journal refuses them too (`StaleEpoch`); a push for a shard
     whose primary epoch is older than the shard's fence (the newest epoch the store has seen
@@ -109,10 +113,16 @@ def replica_store(journal: Journal, ledger: ShardLedger | None = None) -> Behavi
                 msg.reply_to.tell(ReplicaEntries(pid, tuple([e async for e in read])))
             elif isinstance(msg, GetShardProgress):
                 await pushed()  # the answer must count every push accepted before the fence
-                shards.raise_fence(msg.shard, msg.epoch)
+                # Kept across a restart; a ledger still rebuilding answers once rebuilt (the
+                # coordinator skips a store that does not answer in time, never reads (0, 0)).
+                await shards.load(msg.shard)
+                fence = shards.fence(msg.shard)  # before the question raises it
+                await shards.persist_fence(msg.shard, msg.epoch)
                 epoch, total = shards.progress(msg.shard)
-                msg.reply_to.tell(ShardProgress(msg.shard, epoch, total, msg.tag))
-        except JournalUnavailable as exc:
+                diverged = shards.diverged(msg.shard)
+                answer = ShardProgress(msg.shard, epoch, total, msg.tag, diverged, fence)
+                msg.reply_to.tell(answer)
+        except (JournalUnavailable, ResourceClosed) as exc:
             # No answer: the asker times out, which tells it the truth (nothing confirmed).
             _log.warning("replica store could not use its journal: %s", exc)
         return Behaviors.same()
@@ -133,6 +143,7 @@ async def _push(
     """Store a push, fenced by its shard's epoch when it names one."""
     if msg.shard < 0:
         return await _store(journal, msg, tails)
+    await shards.load(msg.shard)
     fence = shards.fence(msg.shard)
     if msg.epoch < fence:
         _log.info(
@@ -142,9 +153,12 @@ async def _push(
             fence,
         )
         return ReplicaFenced(msg.entries[0].persistence_id, fence, msg.batch)
+    await shards.hold(msg.shard, msg.entries[0].persistence_id)  # before its first entry
     answer = await _store(journal, msg, tails)
     if isinstance(answer, Replicated):
-        shards.record(msg.shard, msg.epoch, answer.persistence_id, answer.highest)
+        await shards.record(msg.shard, msg.epoch, answer.persistence_id, answer.highest)
+    elif isinstance(answer, ReplicaDiverged):
+        await shards.mark_diverged(msg.shard)
     return answer
 
 

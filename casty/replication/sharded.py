@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, final
@@ -60,6 +60,8 @@ class ShardReplicas:
         stores: the replica stores of the shard's replica regions (on other nodes).
         settled: ids whose missing entries were pulled from the stores at ``settled_epoch``
             (`pull_missing`; a finished pull is None), so each id is pulled once per epoch.
+        peers: the type's replica stores on every other up node; a pull asks them too (an
+            earlier replica, or a restarted node, may hold entries the slots lack).
     """
 
     journal: Journal
@@ -71,6 +73,7 @@ class ShardReplicas:
     stores: tuple[ActorRef[Any], ...] = field(default=())
     settled: dict[str, asyncio.Future[int] | None] = field(default_factory=dict)
     settled_epoch: int = 0
+    peers: Callable[[], tuple[ActorRef[Any], ...]] | None = None
 
 
 _current: ContextVar[ShardReplicas | None] = ContextVar("casty_shard_replicas", default=None)
@@ -115,8 +118,8 @@ class ShardJournal(LocalReads):
     coordinator adds later (to restore the count) is used by entities already running. Reads
     go to the node's journal; at an epoch after the first (the shard was promoted or moved),
     the first `highest_sequence_nr` of an id (an entity's recovery) first copies the entries
-    the most advanced of the stores holds beyond the node's journal (`pull_missing`, bounded
-    by ``ack_timeout``).
+    the most advanced of the stores (and ``peers``) holds beyond the node's journal
+    (`pull_missing`, bounded by twice ``ack_timeout``).
 
     ``write`` raises `ReplicationError` without writing anything when the shard has fewer
     replica stores than ``min_acks`` (not enough nodes), and `StaleEpoch` without writing when
@@ -130,7 +133,9 @@ class ShardJournal(LocalReads):
 
     async def write(self, entries: Sequence[JournalEntry]) -> None:
         replicas = self._replicas
-        fence = replicas.ledger.fence(replicas.shard_id)
+        ledger, shard_id = replicas.ledger, replicas.shard_id
+        await ledger.load(shard_id)
+        fence = ledger.fence(shard_id)
         if fence > replicas.epoch:
             raise StaleEpoch(
                 f"shard {replicas.shard_id} is at epoch {fence} on this node, newer than this "
@@ -141,26 +146,32 @@ class ShardJournal(LocalReads):
                 f"min_acks={replicas.config.min_acks} but the shard has "
                 f"{len(replicas.stores)} replica stores (too few other nodes); nothing was written"
             )
+        if not entries:
+            return
+        last = entries[-1]
+        await ledger.hold(shard_id, last.persistence_id)  # listed before its first entry
         await self._replicated().write(entries)
-        if entries:
-            last = entries[-1]
-            replicas.ledger.record(
-                replicas.shard_id, last.epoch, last.persistence_id, last.sequence_nr
-            )
+        await ledger.record(shard_id, last.epoch, last.persistence_id, last.sequence_nr)
 
     async def highest_sequence_nr(self, persistence_id: str) -> int:
         await self.settle(persistence_id)
         highest = await self._local.highest_sequence_nr(persistence_id)
         if highest:
             replicas = self._replicas
-            replicas.ledger.record(replicas.shard_id, replicas.epoch, persistence_id, highest)
+            await replicas.ledger.hold(replicas.shard_id, persistence_id)
+            await replicas.ledger.record(replicas.shard_id, replicas.epoch, persistence_id, highest)
         return highest
 
     async def settle(self, persistence_id: str) -> None:
         """Pull the id's missing entries from the stores, once per epoch after the first."""
         replicas = self._replicas
-        if replicas.epoch <= 1 or not replicas.stores:
+        stores = {s.address: s for s in replicas.stores}
+        if replicas.peers is not None:
+            stores.update((s.address, s) for s in replicas.peers() if s.address not in stores)
+        if replicas.epoch <= 1 or not stores:
             return
+        # A pull may copy the id's entries into the node's journal: list it first.
+        await replicas.ledger.hold(replicas.shard_id, persistence_id)
         if replicas.settled_epoch != replicas.epoch:
             replicas.settled.clear()
             replicas.settled_epoch = replicas.epoch
@@ -172,7 +183,7 @@ class ShardJournal(LocalReads):
                 pull_missing(
                     replicas.system,
                     self._local,
-                    replicas.stores,
+                    tuple(stores.values()),
                     persistence_id,
                     timeout=replicas.config.ack_timeout,
                 )
@@ -217,9 +228,10 @@ class ShardJournal(LocalReads):
         """Nothing to release: the node's journal belongs to the caller, who closes it."""
 
 
-async def sync_shard(replicas: ShardReplicas, persistence_ids: Iterable[str]) -> int:
-    """Bring the shard's stores up to this node's entries of ``persistence_ids``, one id at a
-    time (a new or lagging replica gets what it misses; each id is settled first).
+async def sync_shard(replicas: ShardReplicas) -> int:
+    """Bring the shard's stores up to this node's entries of the ids its `ShardLedger`
+    lists for the shard (a new or lagging replica gets what it misses; each id is settled
+    first).
 
     Returns:
         How many ids every store confirmed within ``ack_timeout``.
@@ -229,7 +241,8 @@ async def sync_shard(replicas: ShardReplicas, persistence_ids: Iterable[str]) ->
         JournalUnavailable: the node's journal failed.
     """
     journal = ShardJournal(replicas)
-    ids = sorted(persistence_ids)
+    await replicas.ledger.load(replicas.shard_id)
+    ids = sorted(replicas.ledger.persistence_ids(replicas.shard_id))
     confirmed = 0
     for start in range(0, len(ids), _SYNC_BATCH):
         counts = await asyncio.gather(

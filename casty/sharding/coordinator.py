@@ -2,7 +2,8 @@
 
 It owns the `ShardAllocationTable`, answers `GetShardHome`, allocates shards with the type's
 `ShardAllocationStrategy`, runs rebalance rounds with handoff, hands a leaving region's shards
-off, and re-allocates the shards of regions whose node was removed.
+off (moving the replica slots it held first), re-allocates the shards of regions whose node was
+removed, and keeps replicated shards' replica counts (`_Coordinator.fix_replicas`).
 
 **Surviving the loss of its node.** After every change the coordinator sends its table (and the
 remember-entities lists) to every region (`CoordinatorStateCopy`, at most once per batch of
@@ -135,12 +136,15 @@ class _PromotionDue:
 class _Promotion:
     """A replicated shard whose replica regions were asked how advanced their copies are."""
 
-    __slots__ = ("answers", "candidates", "epoch")
+    __slots__ = ("answers", "candidates", "diverged", "epoch", "fallback", "fence")
 
-    def __init__(self, candidates: list[str], epoch: int) -> None:
+    def __init__(self, candidates: list[str], epoch: int, fallback: bool = False) -> None:
         self.candidates = candidates  # in slot order (ties go to the earlier slot)
         self.epoch = epoch  # the stores asked were fenced at it
         self.answers: dict[str, tuple[int, int]] = {}  # region key -> (epoch, total)
+        self.diverged: set[str] = set()  # answered that they hold another history
+        self.fallback = fallback  # asking every eligible region (no slot is, or all diverged)
+        self.fence = 0  # the highest fence the stores held before the question
 
 
 @final
@@ -248,6 +252,8 @@ class _Coordinator:
         self.remembered: dict[int, set[str]] = {}
         self.regions: dict[str, _Region] = {}
         self.proxies: dict[str, RefLike] = {}
+        # Regions of a retiring predecessor's table that have not registered with us yet.
+        self.inherited: set[str] = set()
         self.reports: dict[str, dict[int, int]] = {}
         self.waiting: dict[int, dict[str, RefLike]] = {}
         self.starting: dict[int, float] = {}
@@ -338,6 +344,7 @@ class _Coordinator:
         for shard_id in table.in_handoff:
             table.abort_handoff(shard_id)  # the moves of the predecessor start over
         self.table = table
+        self.inherited = set(table.regions) - self.regions.keys()
         self.remembered = remembered
         reports, self.reports = self.reports, {}
         self.phase = _ACTIVE
@@ -391,6 +398,7 @@ class _Coordinator:
             if self.table.owner(shard_id) is None:
                 self.allocate(shard_id)
         self.sweep()
+        self.fix_replicas()
         self.changed()
 
     # -- registration -----------------------------------------------------------------------
@@ -402,6 +410,7 @@ class _Coordinator:
         region = self.regions.get(key)
         if region is None:
             region = self.regions[key] = _Region(msg.region, node_of(key), frozenset(msg.roles))
+            self.inherited.discard(key)
             self.proxies.pop(key, None)
         region.ref = msg.region
         num_shards = self.spec.num_shards
@@ -422,7 +431,7 @@ class _Coordinator:
         for shard_id in list(self.waiting):
             if self.table.owner(shard_id) is None:
                 self.serve_waiting(shard_id)
-        self.top_up_replicas()
+        self.fix_replicas()
 
     def on_register_proxy(self, msg: RegisterProxy) -> None:
         if not self.compatible(msg.proxy, msg.type_name, msg.num_shards, msg.hash_version):
@@ -467,10 +476,11 @@ class _Coordinator:
 
     def region_roles(self, key: str) -> frozenset[str]:
         region = self.regions.get(key)
-        if region is None:
-            return frozenset()
-        member = self.view.members.get(region.node) if region.node is not None else None
-        return member.roles if member is not None else region.roles
+        node = region.node if region is not None else node_of(key)
+        member = self.view.members.get(node) if node is not None else None
+        if member is not None:
+            return member.roles
+        return region.roles if region is not None else frozenset()
 
     def region_ref(self, key: str) -> RefLike:
         region = self.regions.get(key)
@@ -511,14 +521,26 @@ class _Coordinator:
                 ref.tell(home)
 
     def eligible(self) -> dict[str, frozenset[int]]:
-        """The regions that may receive shards, with what they host (a strategy's input)."""
+        """The regions that may receive shards and replica slots, with what they host (a
+        strategy's input): the registered regions on ``up`` nodes that are not leaving, and
+        those inherited from a retiring predecessor that have not registered again yet (they
+        do a moment later; shards handed off meanwhile must still find their replicas)."""
         return {
             key: self.table.shards_of(key)
-            for key, region in self.regions.items()
-            if not region.shutting_down
-            and self.view.is_up(region.node)
-            and key in self.table.regions
+            for key in self.table.regions
+            if (key in self.regions or key in self.inherited)
+            and self.view.is_up(node_of(key))
+            and not self.shutting_down(key)
         }
+
+    def shutting_down(self, key: str) -> bool:
+        region = self.regions.get(key)
+        return region is not None and region.shutting_down
+
+    def departing(self, key: str) -> bool:
+        """Whether ``key``'s region goes away on purpose (it asked to, or its node leaves): its
+        replica store stops with it, so its replica slots must move first."""
+        return self.shutting_down(key) or self.view.status(node_of(key)) in _GRACEFUL
 
     def allocate(self, shard_id: int) -> None:
         current = self.eligible()
@@ -526,27 +548,33 @@ class _Coordinator:
             return  # kept waiting: a region registering or coming up retries
         waiting = self.waiting.get(shard_id)
         requester = next(iter(waiting), "") if waiting else ""
-        # A replicated shard goes to one of its replicas: only they hold its events. With
-        # several, the most advanced copy wins (asked first: `promote`).
+        # A replicated shard goes to one of its replicas: only they hold its events. The most
+        # advanced copy wins, and never one that diverged (asked first, even when alone:
+        # `promote`).
         candidates = [r for r in self.table.replicas(shard_id) if r in current]
-        if len(candidates) > 1:
+        if candidates:
             self.promote(shard_id, candidates)
             return
-        key = candidates[0] if candidates else None
-        if key is None:
-            key = self.strategy.allocate_shard(requester, shard_id, current)
+        if self.spec.replication is not None:
+            # None of its replica slots is eligible (their nodes are restarting, or this
+            # coordinator's table was rebuilt without the shard): any region's journal may hold
+            # a copy, so ask them all rather than place it blind (`promoted` lets the strategy
+            # place a shard nobody holds anything of).
+            self.promote(shard_id, sorted(current), fallback=True)
+            return
+        key = self.strategy.allocate_shard(requester, shard_id, current)
         if key is None or key not in current:
             return
         self.place(shard_id, key, current)
 
-    def promote(self, shard_id: int, candidates: list[str]) -> None:
+    def promote(self, shard_id: int, candidates: list[str], fallback: bool = False) -> None:
         """Ask the candidates' replica stores how advanced their copies of ``shard_id`` are
         (fencing them at the coming epoch); `promoted` places the shard once all answered or
         ``ack_timeout`` passed (a store that did not answer is skipped)."""
         config = self.spec.replication
         assert config is not None  # only replicated shards have replica slots
         epoch = self.table.epoch(shard_id) + 1
-        self.promoting[shard_id] = _Promotion(candidates, epoch)
+        self.promoting[shard_id] = _Promotion(candidates, epoch, fallback)
         for key in candidates:
             store = self.system.resolve(f"{key}/{REPLICA_STORE_NAME}")
             store.tell(GetShardProgress(shard_id, epoch, self.me, key))
@@ -559,6 +587,9 @@ class _Coordinator:
         if promotion is None or msg.tag not in promotion.candidates:
             return
         promotion.answers[msg.tag] = (msg.epoch, msg.total)
+        promotion.fence = max(promotion.fence, msg.fence)
+        if msg.diverged:
+            promotion.diverged.add(msg.tag)
         if len(promotion.answers) == len(promotion.candidates):
             self.promoted(_PromotionDue(msg.shard))
 
@@ -579,19 +610,49 @@ class _Coordinator:
             return  # nowhere to go yet: the tick or a registering region retries
         alive = [key for key in promotion.candidates if key in current]
         answered = [key for key in alive if key in promotion.answers]
+        usable = [key for key in answered if key not in promotion.diverged]
+        if answered and not usable and not promotion.fallback:
+            # Every slot that answered holds another history of some id (an old primary's
+            # unconfirmed writes): a region outside the slots, an earlier replica say, may
+            # hold the acknowledged one. Ask them.
+            others = [key for key in sorted(current) if key not in promotion.candidates]
+            if others:
+                log.info(
+                    "%s: shard %d: every replica diverged (%s); asking %s",
+                    self.log_prefix,
+                    shard_id,
+                    sorted(promotion.diverged),
+                    others,
+                )
+                # The slots are asked again too: if every copy diverged, the most advanced
+                # of all of them is the least bad choice.
+                self.promote(shard_id, sorted(current), fallback=True)
+                return
+        blank = promotion.fence == 0 and not promotion.diverged
+        if promotion.fallback and blank and all(promotion.answers[k] == (0, 0) for k in answered):
+            # Nobody holds anything of the shard (a new one): the strategy places it.
+            requester = next(iter(self.waiting.get(shard_id, ())), "")
+            chosen = self.strategy.allocate_shard(requester, shard_id, current)
+            if chosen is not None and chosen in current:
+                self.place(shard_id, chosen, current)
+            return
+        # Stores fenced above the table's epoch (the table was rebuilt without the shard's
+        # history): the new epoch must outrank their fences.
+        self.table.raise_epoch(shard_id, promotion.fence)
         if answered:
-            key = max(answered, key=lambda k: (promotion.answers[k], -alive.index(k)))
+            key = max(usable or answered, key=lambda k: (promotion.answers[k], -alive.index(k)))
         elif alive:
             key = alive[0]
         else:
             self.allocate(shard_id)
             return
         log.info(
-            "%s: shard %d: promoting %s (copies as (epoch, total): %s)",
+            "%s: shard %d: promoting %s (copies as (epoch, total): %s; diverged: %s)",
             self.log_prefix,
             shard_id,
             key,
             promotion.answers,
+            sorted(promotion.diverged),
         )
         self.place(shard_id, key, current)
 
@@ -615,20 +676,39 @@ class _Coordinator:
         self.table.set_replicas(shard_id, chosen)
         return True
 
-    def top_up_replicas(self) -> None:
-        """Restore the replica count of allocated shards that lost a replica (or never had
-        enough), telling each owner its new replicas (`HostShard` at the same epoch)."""
+    def fix_replicas(self) -> None:
+        """Keep every allocated shard's replica slots on regions that stay, and full.
+
+        A slot on a departing region moves now, while that region's replica store still
+        answers (it stops with its node), so the primary's writes never wait on a stopped
+        store; a shard with too few slots (a replica was lost, or too few regions were up
+        when it was placed) gets more as regions become eligible. Each owner whose replicas
+        changed is told so (`HostShard` at the same epoch) and catches the new ones up.
+        Shards in handoff are left alone: their next placement chooses replicas anew.
+        """
         config = self.spec.replication
         if config is None or self.phase != _ACTIVE:
             return
         current = self.eligible()
         for key in sorted(self.table.regions):
             for shard_id in sorted(self.table.shards_of(key)):
-                if shard_id in self.handoffs or len(self.table.replicas(shard_id)) >= min(
-                    config.replicas, len(current) - (key in current)
+                if shard_id in self.handoffs:
+                    continue
+                replicas = self.table.replicas(shard_id)
+                staying = [r for r in replicas if not self.departing(r)]
+                if len(staying) == len(replicas) and (
+                    len(replicas) >= config.replicas or current.keys() - {key} <= set(replicas)
                 ):
                     continue
-                if self.choose_replicas(shard_id, key, current):
+                # Staying slots are kept (even on a node unreachable for now); a departing slot
+                # with no region to take it over stays until its region is gone.
+                chosen = self.table.choose_replicas(
+                    shard_id, key, [*current, *staying], config.replicas
+                )
+                spare = max(0, len(replicas) - len(chosen))
+                chosen = (*chosen, *[r for r in replicas if r not in staying][:spare])
+                if chosen != replicas:
+                    self.table.set_replicas(shard_id, chosen)
                     self.send_host(shard_id, key, self.table.epoch(shard_id))
                     self.changed()
 
@@ -763,6 +843,7 @@ class _Coordinator:
             log.info("%s: %s leaves; handing its shards off", self.log_prefix, key)
         region.shutting_down = True
         if self.phase == _ACTIVE:
+            self.fix_replicas()  # before its shards move: their placement then avoids it too
             self.shut_down_region(key)
 
     def shut_down_region(self, key: str) -> None:
@@ -781,6 +862,7 @@ class _Coordinator:
 
     def remove_region(self, key: str) -> None:
         self.regions.pop(key, None)
+        self.inherited.discard(key)
         self.proxies.pop(key, None)
         self.reports.pop(key, None)
         freed = self.table.remove_region(key)
@@ -795,7 +877,7 @@ class _Coordinator:
         for shard_id in sorted(freed):
             self.starting.pop(shard_id, None)
             self.after_unallocated(shard_id)
-        self.top_up_replicas()
+        self.fix_replicas()
         self.changed()
 
     # -- topology -----------------------------------------------------------------------------
@@ -830,6 +912,7 @@ class _Coordinator:
             for shard_id in list(self.waiting):
                 if self.table.owner(shard_id) is None:
                     self.serve_waiting(shard_id)
+            self.fix_replicas()  # a node leaving, or a node up where replicas were too few
 
     def sweep(self) -> None:
         """Schedule the removal of regions whose node is no longer a member.

@@ -251,7 +251,8 @@ class _Region:
         self.homes: list[Any] = [None] * spec.num_shards  # _Shard, a remote region ref, None
         self.epochs: list[int] = [0] * spec.num_shards  # highest epoch seen per shard
         self.hosted: dict[int, _Shard] = {}
-        self.ledger = ShardLedger()  # with replication: what this node's journal holds per shard
+        # With replication: what this node's journal holds per shard (kept in that journal).
+        self.ledger = ShardLedger(spec.journal, self.type_name)
         self.buffers: dict[int, deque[Any]] = {}  # shard -> envelopes waiting for a home
         self.buffered = 0  # messages in `buffers` and in entity buffers together
         self.asked: dict[int, float] = {}  # shard -> when GetShardHome was last sent
@@ -688,6 +689,19 @@ class _Region:
             self.coordinator.tell(ShardStarted(shard_id, shard.epoch, self.me))
         self.flush(shard_id)
 
+    def peer_stores(self) -> tuple[ActorRef[Any], ...]:
+        """This type's replica stores on every other up node (a promoted primary's pull asks
+        them too, not only its shard's replica slots)."""
+        me = self.system.node_address
+        return tuple(
+            self.system.resolve(
+                f"{ActorAddress.of_node(self.system.name, m.address).root}"
+                f"{self.me.path}/{REPLICA_STORE_NAME}"
+            )
+            for m in self.system.cluster.up_members
+            if m.address != me
+        )
+
     def set_replicas(self, shard: _Shard, replicas: tuple[RefLike, ...] | None) -> None:
         """Record the shard's epoch and (when given) its replica regions' stores."""
         journal, config = self.spec.journal, self.spec.replication
@@ -696,8 +710,9 @@ class _Region:
         state = shard.replication
         if state is None:
             state = shard.replication = ShardReplicas(
-                journal, config, self.system, shard.shard_id, self.ledger, 0
-            )
+                journal, config, self.system, shard.shard_id, self.ledger, 0,
+                peers=self.peer_stores,
+            )  # fmt: skip
         before = (state.epoch, state.stores)
         state.epoch = shard.epoch
         self.ledger.raise_fence(shard.shard_id, shard.epoch)  # our store refuses older primaries
@@ -706,13 +721,12 @@ class _Region:
                 self.system.resolve(f"{getattr(r, 'address', r)}/{REPLICA_STORE_NAME}")
                 for r in replicas
             )
-        persistence_ids = self.ledger.persistence_ids(shard.shard_id)
-        if (state.epoch, state.stores) != before and state.stores and persistence_ids:
+        if (state.epoch, state.stores) != before and state.stores:
             # New replicas (or a promotion): give them what they miss of the shard's ids now,
             # rather than at each id's next write.
             shard_id, epoch = shard.shard_id, state.epoch
             self.ctx.pipe_to_self(
-                sync_shard(state, persistence_ids),
+                sync_shard(state),
                 lambda confirmed, error: _Synced(shard_id, epoch, confirmed, error),
             )
 

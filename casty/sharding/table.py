@@ -161,6 +161,18 @@ class ShardAllocationTable:
         self._place(shard_id, region, epoch)
         return epoch
 
+    def raise_epoch(self, shard_id: int, epoch: int) -> None:
+        """Make ``shard_id``'s next allocation outrank ``epoch`` (never lowers its epoch): a
+        replica store reported a fence the table does not know (it was rebuilt without the
+        shard's history).
+
+        Raises:
+            ConfigurationError: ``shard_id`` is out of range.
+        """
+        self._check_shard(shard_id)
+        if epoch > self.epoch(shard_id):
+            self._epochs[shard_id] = epoch
+
     def begin_handoff(self, shard_id: int) -> str:
         """Mark ``shard_id`` as moving; it stays allocated to its owner until completed.
 

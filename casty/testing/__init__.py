@@ -1,4 +1,5 @@
-"""Public test helpers: one contract suite per plug-in protocol, clocks, fakes and waits.
+"""Public test helpers: one contract suite per plug-in protocol, clocks, fakes, waits, and a
+history checker for chaos tests (`check_history`).
 
 A plug-in's own tests run the shipped suite by subclassing it once::
 
@@ -22,12 +23,16 @@ from typing import Any
 __all__ = [
     "DiscoveryContract",
     "FakeNetwork",
+    "HistoryRecorder",
+    "HistoryReport",
     "JournalContract",
     "ManualClock",
     "SerializerCapabilities",
     "SerializerContract",
     "TransportCapabilities",
     "TransportContract",
+    "check_history",
+    "read_history",
     "wait_until",
 ]
 
@@ -41,6 +46,10 @@ _LAZY = {
     "DiscoveryContract": "casty.testing.discovery_contract",
     "ManualClock": "casty.testing.clock",
     "wait_until": "casty.testing.wait",
+    "HistoryRecorder": "casty.testing.history",
+    "HistoryReport": "casty.testing.history",
+    "check_history": "casty.testing.history",
+    "read_history": "casty.testing.history",
 }
 
 

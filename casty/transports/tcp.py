@@ -47,7 +47,12 @@ def connect_errors(what: str) -> Iterator[None]:
     except TransportError:
         raise
     except OSError as exc:  # TimeoutError, ConnectionRefusedError, gaierror, ...
-        reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+        if isinstance(exc, TimeoutError):
+            reason = "timed out"
+        elif isinstance(exc, ConnectionRefusedError):
+            reason = "connection refused"  # rather than "[Errno 111] Connect call failed (...)"
+        else:
+            reason = str(exc) or type(exc).__name__
         raise ConnectFailed(f"{what}: {reason}") from exc
 
 

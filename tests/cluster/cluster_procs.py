@@ -15,17 +15,28 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from casty.cluster import ClusteredActorSystem
 from casty.testing import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 class NodeProcess:
-    """One node process; its stdout lines are collected as dicts by a reader task."""
+    """One node process; its stdout lines are collected as dicts by a reader task.
 
-    def __init__(self, args: Sequence[str], stderr_path: Path, prefix: Sequence[str] = ()) -> None:
+    ``program`` is what Python runs (a node of ``casty.cluster.node`` unless told otherwise),
+    with ``args``; ``prefix`` comes before the interpreter (``netlab exec HOST``)."""
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        stderr_path: Path,
+        prefix: Sequence[str] = (),
+        program: Sequence[str] = ("-m", "casty.cluster.node"),
+    ) -> None:
         self.args = list(args)
         self.prefix = list(prefix)
+        self.program = list(program)
         self.stderr_path = stderr_path
         self.lines: list[dict[str, Any]] = []
         self.process: asyncio.subprocess.Process | None = None
@@ -37,8 +48,7 @@ class NodeProcess:
             self.process = await asyncio.create_subprocess_exec(
                 *self.prefix,
                 sys.executable,
-                "-m",
-                "casty.cluster.node",
+                *self.program,
                 *self.args,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
@@ -106,6 +116,17 @@ class NodeProcess:
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
+
+
+async def report_up_until_stdin_closes(system: ClusteredActorSystem) -> None:
+    """In a node process: print ``{"kind": "up", "node": ...}``, then return once stdin
+    closes (the parent is done, or gone)."""
+    print(json.dumps({"kind": "up", "node": str(system.node_address)}), flush=True)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while await reader.readline():
+        pass
 
 
 async def wait_lines(

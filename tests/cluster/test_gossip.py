@@ -205,6 +205,14 @@ def test_operations_that_change_nothing_return_the_same_state() -> None:
     assert g.mark_reachable(B, A) is g
     assert g.mark_unreachable(node(9), A) is g
     assert g.with_seen(node(9)) is g
+    assert g.without_seen(B) is g
+
+
+def test_a_seen_mark_can_be_withdrawn_without_a_new_version() -> None:
+    g = Gossip([member(1), member(2)]).with_seen(A).with_seen(B)
+    withdrawn = g.without_seen(B)
+    assert withdrawn.seen == {A} and withdrawn.version == g.version
+    assert withdrawn.without_seen(B) is withdrawn
 
 
 # -- merge ---------------------------------------------------------------------------------

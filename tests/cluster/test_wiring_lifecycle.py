@@ -42,6 +42,12 @@ def all_up(count: int) -> Any:
     )
 
 
+def _gossip_in(n: Node) -> int:
+    """Gossip and status messages ``n`` received so far (a count of gossip rounds seen)."""
+    statistics = n.system.cluster.statistics()
+    return statistics.gossip_received + statistics.status_received
+
+
 async def three(name: str = "test") -> tuple[Node, list[Node]]:
     first = node(name, node_id="n0")
     await first.system.__aenter__()
@@ -70,6 +76,13 @@ async def test_graceful_leave_is_seen_as_left_then_removed_and_runs_exit_hooks()
         assert hook_log == [("start", MemberStatus.EXITING)]
         # While the hook runs, the others know the node is exiting but keep it as a member.
         await wait_all(stayers, lambda n: bool(n.events.about(MemberExited, leaver.me)))
+        assert all(n.system.cluster.state.has_member(leaver.me) for n in stayers)
+        # And still after several gossip rounds: the leaver marks no state seen (not even the
+        # one that made it exiting) until its hooks return, so the leader cannot remove it.
+        marks = [_gossip_in(n) for n in stayers]
+        await wait_until(
+            lambda: all(_gossip_in(n) >= m + 8 for n, m in zip(stayers, marks, strict=True)), 10.0
+        )
         assert all(n.system.cluster.state.has_member(leaver.me) for n in stayers)
         release.set()
         assert await leaving is True

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,9 +16,13 @@ import pytest
 
 from casty.testing import wait_until
 
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "cluster"))
+
+from cluster_harness import free_ports  # noqa: E402
+
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 TYPE_SHARDS = 12
 
 APP = textwrap.dedent(
@@ -48,17 +51,6 @@ APP = textwrap.dedent(
         system.spawn(Behaviors.with_timers(traffic), "traffic")
     """
 )
-
-
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _start_node(args: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -91,7 +83,7 @@ def _sample(samples: dict[str, float], prefix: str) -> float:
 
 
 async def test_casty_node_processes_form_a_cluster_and_leave_on_sigterm(tmp_path: Path) -> None:
-    ports = _free_ports(6)
+    ports = free_ports(6)
     node_ports, metrics_ports = ports[:3], ports[3:]
     seeds = [f"127.0.0.1:{p}" for p in node_ports]
     config = tmp_path / "casty.toml"
@@ -172,7 +164,7 @@ async def test_casty_node_processes_form_a_cluster_and_leave_on_sigterm(tmp_path
 
 
 async def test_a_signal_while_joining_stops_the_node(tmp_path: Path) -> None:
-    port = _free_ports(1)[0]
+    port = free_ports(1)[0]
     log = tmp_path / "node.log"
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
@@ -202,3 +194,40 @@ def test_a_bad_configuration_is_refused_with_its_key(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "cluster.failure_detector.threshold: expected a number, got 'high'" in result.stderr
+
+
+def test_an_unknown_log_level_is_refused_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "casty", "node", "--log-level", "LOUD"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "casty: error: --log-level: unknown level 'LOUD' (DEBUG, INFO, WARNING, ERROR or CRITICAL)"
+    )
+
+
+def test_an_app_that_raises_makes_the_node_leave_and_fail_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "failing_app.py").write_text("def setup(system):\n    raise ValueError('boom')\n")
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(ROOT), str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+    )
+    port = free_ports(1)[0]
+    result = subprocess.run(
+        [sys.executable, "-m", "casty", "node", "--port", str(port), "--app", "failing_app:setup"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    # The node logged the traceback and left; the command's last word is one error line.
+    assert "ValueError: boom" in result.stderr
+    assert any(line.endswith("casty.node: left the cluster") for line in lines), result.stderr
+    assert lines[-1] == "casty: error: --app failing_app:setup failed: ValueError: boom"
+    assert lines[-2].endswith("casty.node: stopped"), result.stderr

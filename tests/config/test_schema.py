@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,11 +61,18 @@ def test_a_file_is_read(tmp_path: Path) -> None:
         ({"transport": {"require_client_cert": 1}}, "transport.require_client_cert: expected"),
         ({"cluster": {"gossip": 3}}, "cluster.gossip: expected a table"),
         ({"sharding": {"retry_interval": "fast"}}, "sharding.retry_interval: expected a number"),
-        ({"cluster": {"failure_detector": {"threshold": -1}}}, "cluster.failure_detector: "),
-        ({"cluster": {"downing": {"strategy": "keep-all"}}}, "cluster.downing: strategy must"),
-        ({"replication": {"min_acks": 3}}, "replication: min_acks must"),
-        ({"cluster": {"seeds": ["a:1"], "discovery": "static://"}}, "not both"),
-        ({"transport": {"cert": "node.pem"}}, "transport: cert apply to tls:// only"),
+        # Range and validation checks name the key's full path too, as type errors do.
+        ({"cluster": {"port": 70000}}, "cluster.port: must be in 0..65535, got 70000"),
+        (
+            {"cluster": {"failure_detector": {"threshold": -1}}},
+            "cluster.failure_detector.threshold: must be > 0",
+        ),
+        ({"cluster": {"downing": {"strategy": "keep-all"}}}, "cluster.downing.strategy: must be"),
+        ({"replication": {"min_acks": 3}}, "replication.min_acks: must be"),
+        ({"remote": {"min_backoff": 9.0}}, "remote.max_backoff: max_backoff (5.0) is below"),
+        ({"metrics": {"prometheus_port": -1}}, "metrics.prometheus_port: must be in 0..65535"),
+        ({"cluster": {"seeds": ["a:1"], "discovery": "static://"}}, "cluster.seeds: give seeds"),
+        ({"transport": {"cert": "node.pem"}}, "transport.cert: cert apply to tls:// only"),
     ],
 )
 def test_bad_keys_and_values_are_refused_with_their_path(tree: dict, message: str) -> None:
@@ -136,3 +145,79 @@ def test_a_built_configuration_is_used_as_is() -> None:
     assert load_config(built, environ={"CASTY_CLUSTER__PORT": "6"}) is built
     with pytest.raises(ConfigurationError, match="final"):
         load_config(built, overrides={"cluster.port": 7})
+
+
+def test_overrides_take_nested_tables_as_well_as_dotted_paths() -> None:
+    config = load_config(
+        environ={},
+        overrides={"cluster": {"port": 1, "gossip": {"fanout": 5}}, "cluster.name": "flag"},
+    )
+    assert config.cluster.port == 1
+    assert config.cluster.config.gossip.fanout == 5
+    assert config.cluster.name == "flag"
+    with pytest.raises(ConfigurationError, match=r"cluster\.prot: no such"):
+        load_config(environ={}, overrides={"cluster": {"prot": 1}})
+    with pytest.raises(ConfigurationError, match=r"cluster\.port: expected an integer"):
+        load_config(environ={}, overrides={"cluster": {"port": "x"}})
+
+
+def _strategy_field(name: str) -> Callable[[CastyConfig], object]:
+    return lambda c: getattr(c.cluster.config.downing.strategy, name, None)
+
+
+TLS = {"url": "tls://"}
+#: Every optional key: a value to set it to, how to read it back, and the other keys of its
+#: table it needs beside it.
+OPTIONAL: dict[str, tuple[object, Callable[[CastyConfig], object], dict[str, object]]] = {
+    "cluster.node_id": ("n1", lambda c: c.cluster.node_id, {}),
+    "cluster.seeds": (["127.0.0.1:1"], lambda c: c.cluster.seeds, {}),
+    "cluster.discovery": ("static://127.0.0.1:1", lambda c: c.cluster.discovery, {}),
+    "cluster.required_quorum": (2, lambda c: c.cluster.required_quorum, {}),
+    "cluster.join_timeout": (3.0, lambda c: c.cluster.config.join_timeout, {}),
+    "cluster.downing.role": ("r", _strategy_field("role"), {}),
+    "cluster.downing.quorum_size": (2, _strategy_field("quorum_size"), {}),
+    "transport.cert": ("n.pem", lambda c: c.transport.cert, TLS),
+    "transport.key": ("n.key", lambda c: c.transport.key, TLS),
+    "transport.ca": ("ca.pem", lambda c: c.transport.ca, TLS),
+    "journal.url": ("memory://", lambda c: c.journal.url, {}),
+    "sharding.passivate_after": (5.0, lambda c: c.sharding.passivate_after, {}),
+    "sharding.removal_margin": (1.0, lambda c: c.sharding.settings.removal_margin, {}),
+    "mailbox.capacity": (10, lambda c: c.mailbox.capacity, {}),
+    "supervision.max_restarts": (3, lambda c: c.supervision.max_restarts, {"strategy": "restart"}),
+    "supervision.within": (3.0, lambda c: c.supervision.within, {"strategy": "restart"}),
+    "metrics.prometheus_port": (9464, lambda c: c.metrics.prometheus_port, {}),
+}
+
+
+def test_the_optional_keys_are_all_covered() -> None:
+    assert set(OPTIONAL) == {k.path for k in config_keys() if k.type_name.endswith("| unset")}
+
+
+@pytest.mark.parametrize("path", sorted(OPTIONAL))
+def test_false_unsets_every_optional_key_in_the_file_the_environment_and_overrides(
+    path: str,
+) -> None:
+    value, read, beside = OPTIONAL[path]
+    table, _, name = path.rpartition(".")
+    env = next(k.env for k in config_keys() if k.path == path)
+
+    def tree(v: object) -> dict[str, Any]:
+        return _nested(table, {**beside, name: v})
+
+    assert read(load_config(tree(False), environ={})) is None
+    assert read(load_config(tree(False), environ={env: "false"})) is None
+    if path == "cluster.downing.quorum_size":
+        return  # only static-quorum takes it, and static-quorum needs it: nothing to unset
+    set_in_file = tree(value)
+    assert read(load_config(set_in_file, environ={})) == (
+        tuple(value) if isinstance(value, list) else value
+    )
+    for environ, overrides in (({env: "false"}, {}), ({}, {path: False}), ({}, {path: None})):
+        assert read(load_config(set_in_file, environ=environ, overrides=overrides)) is None
+
+
+def _nested(table: str, values: dict[str, object]) -> dict[str, Any]:
+    tree: dict[str, Any] = dict(values)
+    for part in reversed(table.split(".")):
+        tree = {part: tree}
+    return tree

@@ -80,6 +80,7 @@ async def test_status_shows_members_leader_and_shards_and_follows_a_leave(tmp_pa
         )
         assert code == 0, err
         document = json.loads(out)
+        assert document["contact_status"] == "up"
         members = document["members"]
         assert sorted(m["node_id"] for m in members) == ["node-1", "node-2", "node-3"]
         assert {m["address"] for m in members} == {str(a) for a in contacts}
@@ -119,6 +120,50 @@ async def test_status_shows_members_leader_and_shards_and_follows_a_leave(tmp_pa
         await wait_until(node_3_gone, 30.0, interval=0.2)
     finally:
         await cluster.close()
+
+
+async def test_status_of_a_node_still_joining_says_it_is_not_a_member_and_fails(
+    tmp_path: Path,
+) -> None:
+    port, nobody = free_ports(2)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    log = tmp_path / "node.log"
+    with log.open("wb") as sink:  # its only seed does not answer: it keeps joining
+        node = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "casty",
+            "node",
+            "--port",
+            str(port),
+            "--seed",
+            f"127.0.0.1:{nobody}",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=sink,
+            env=env,
+        )
+    try:
+        await wait_until(lambda: " listening " in log.read_text(errors="replace"), 30.0)
+        contact = f"127.0.0.1:{port}"
+        code, out, err = await casty_status("--contact", contact, "--timeout", "5")
+        assert code == 1, (out, err)
+        assert out == ""  # no empty table, no "leader: none"
+        assert (
+            err.strip()
+            .splitlines()[-1]
+            .startswith(f"casty: error: {contact} is not a member yet: it is still joining")
+        ), err
+        code, out, err = await casty_status("--contact", contact, "--json")
+        assert code == 1
+        document = json.loads(out)
+        assert document["members"] == [] and document["contact_status"] is None
+        assert "not a member yet" in err
+    finally:
+        if node.returncode is None:
+            node.kill()
+            await node.wait()
 
 
 async def test_status_of_an_address_where_no_member_answers_fails_with_the_reason() -> None:

@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
-from distributed_harness import Node, host_of, stop_all, wait_until
-from sharding_harness import node, wait_all
+from distributed_harness import Node, host_of, start_cluster, stop_all, wait_until
 
 from casty.distributed import LOCK_TYPE
 from casty.errors import AcquireTimeout, CoordinationError
@@ -62,17 +60,8 @@ async def placed(nodes: list[Node], where: Node) -> str:
 )
 async def test_a_cut_off_holder_never_writes_after_the_next_grant(entity_side: str) -> None:
     network = FakeNetwork(f"lock-partition-{entity_side}")
-
-    def member(host: str, **options: Any) -> Node:
-        return node(host=host, node_id=host, transport=network.transport(host), **options)
-
-    first = member("h1")
-    await first.system.__aenter__()
-    others = [member(h, seed_nodes=[first.system.node_address]) for h in ("h2", "h3")]
-    await asyncio.gather(*(n.system.__aenter__() for n in others))
-    nodes = [first, *others]
+    nodes = await start_cluster(3, network)
     try:
-        await wait_all(nodes, lambda n: len(n.system.cluster.up_members) == 3, 15.0)
         for n in nodes:
             n.system.distributed()
         minority, contender_node = nodes[2], nodes[1]

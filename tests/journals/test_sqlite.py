@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -183,3 +185,28 @@ async def test_conflict_in_a_round_fails_only_that_write(journal: SQLiteJournal)
     assert [type(r).__name__ for r in results] == ["NoneType"] * 5 + ["SequenceConflict"]
     for n in range(5):
         assert await _sequence_nrs(journal, f"free{n}") == [1, 2]
+
+
+def test_a_journal_left_open_does_not_keep_the_process_alive(tmp_path: Path) -> None:
+    # aiosqlite >= 0.22 starts non-daemon worker threads: an unclosed journal used to hang the
+    # interpreter at exit forever. The acknowledged write must still be there afterwards.
+    path = tmp_path / "left-open.db"
+    script = f"""
+import asyncio
+from casty.journals.sqlite import SQLiteJournal
+from casty.testing.journal_contract import make_entries
+
+async def main():
+    journal = SQLiteJournal({str(path)!r})
+    await journal.write(make_entries("left-open", 1, 1))
+
+asyncio.run(main())
+"""
+    done = subprocess.run([sys.executable, "-c", script], timeout=60, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+
+    async def highest() -> int:
+        async with SQLiteJournal(path) as journal:
+            return await journal.highest_sequence_nr("left-open")
+
+    assert asyncio.run(highest()) == 1

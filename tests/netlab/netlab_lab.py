@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def netlab_path() -> Path | None:
+    """``$CASTY_NETLAB``, else ``../shared/netlab`` next to the repository."""
+    configured = os.environ.get("CASTY_NETLAB")
+    candidate = Path(configured) if configured else ROOT.parent / "shared" / "netlab"
+    return candidate if candidate.is_file() and os.access(candidate, os.X_OK) else None
+
+
+def why_no_netlab() -> str | None:
+    """Why the lab cannot run here (a skip reason), or None when it can."""
+    if netlab_path() is None:
+        return "netlab not found (../shared/netlab or $CASTY_NETLAB)"
+    if os.geteuid() != 0:
+        return "netlab needs root (network namespaces, iptables)"
+    if shutil.which("iptables") is None or shutil.which("ip") is None:
+        return "netlab needs iptables and iproute2"
+    return None
 
 
 class Lab:
@@ -26,3 +49,14 @@ class Lab:
 
     def exec_prefix(self, host: str) -> list[str]:
         return [str(self.netlab), "exec", host]
+
+
+@contextlib.contextmanager
+def lab_up(netlab: Path, hosts: int) -> Iterator[Lab]:
+    """A lab of ``hosts`` hosts, up for the ``with`` block and down after it."""
+    lab = Lab(netlab, hosts)
+    lab.run("up", str(hosts))
+    try:
+        yield lab
+    finally:
+        lab.run("down")

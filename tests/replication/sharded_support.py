@@ -30,10 +30,11 @@ from sharding_harness import (
 from casty import Behavior, Behaviors
 from casty.abc import Journal, JournalEntry
 from casty.actors.ref import ActorRef
+from casty.cluster import ClusterConfig
 from casty.errors import JournalUnavailable
 from casty.journals import InMemoryJournal
 from casty.replication import ReplicationConfig
-from casty.sharding import shard_id_for, wait_registered
+from casty.sharding import ShardingSettings, shard_id_for, wait_registered
 from casty.testing import FakeNetwork
 
 CONFIG = ReplicationConfig(replicas=1, min_acks=1, ack_timeout=3.0)
@@ -114,9 +115,10 @@ async def entity_on(cluster: Cluster, via: int, avoid: int = 0, count: int = 1) 
     raise AssertionError(f"no shard of {NUM_SHARDS} is away from node {avoid}")
 
 
-async def _start_on(network: FakeNetwork, count: int) -> list[Node]:
+async def _start_on(network: FakeNetwork, count: int, **node_options: Any) -> list[Node]:
     def member(host: str, **options: Any) -> Node:
-        return node(host=host, node_id=host, transport=network.transport(host), **options)
+        transport = network.transport(host)
+        return node(host=host, node_id=host, transport=transport, **options, **node_options)
 
     first = member("h0")
     await first.system.__aenter__()
@@ -134,20 +136,32 @@ async def replicated_cluster(
     *,
     journals: Sequence[Journal] | None = None,
     network: FakeNetwork | None = None,
+    settings: ShardingSettings | None = None,
+    cluster_config: ClusterConfig | None = None,
 ) -> AsyncIterator[Cluster]:
     """``count`` nodes (the first is the oldest) with a replicated ``accounts`` region each.
 
     ``journals`` (one per node) default to fresh `InMemoryJournal` objects; ``network`` runs
-    the nodes on the in-process network (hosts h0, h1, ...) instead of real TCP.
+    the nodes on the in-process network (hosts h0, h1, ...) instead of real TCP; ``settings``
+    go to every region, ``cluster_config`` to every node.
     """
-    nodes = await (start_cluster(count) if network is None else _start_on(network, count))
+    node_options = {} if cluster_config is None else {"config": cluster_config}
+    nodes = await (
+        start_cluster(count, **node_options)
+        if network is None
+        else _start_on(network, count, **node_options)
+    )
     try:
         node_journals = list(journals) if journals is not None else []
         node_journals += [InMemoryJournal() for _ in range(count - len(node_journals))]
         regions = []
         for n, journal in zip(nodes, node_journals, strict=True):
             behavior = Behaviors.sharded(
-                factory(journal), num_shards=NUM_SHARDS, replication=config, journal=journal
+                factory(journal),
+                num_shards=NUM_SHARDS,
+                replication=config,
+                journal=journal,
+                settings=settings,
             )
             regions.append(n.system.spawn(behavior, "accounts"))
         for n, region in zip(nodes, regions, strict=True):

@@ -4,7 +4,9 @@ Found by the chaos test (``tests/chaos/test_chaos_kill.py`` with a faster nemesi
 was primary at epoch 1 wrote entries its replica never confirmed, was killed, and came back as
 the replica of the promoted primary (epoch 2), whose log had other entries at those numbers.
 The store appended the new primary's next entry after its own stale ones and acknowledged it;
-promoted later, it served a history without the acknowledged epoch-2 entries.
+promoted later, it served a history without the acknowledged epoch-2 entries. Now it refuses
+(`ReplicaDiverged`) and tells the coordinator so when asked for its progress, and the
+coordinator never promotes such a copy while another region may hold the acknowledged one.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import pytest
 from replication_support import Added, Refused, add, counter, nodes, stored
 
 from casty.errors import ReplicationTimeout
-from casty.replication import ReplicationConfig
+from casty.replication import ReplicatedJournal, ReplicationConfig
+from casty.replication.protocol import GetShardProgress, ShardProgress
 
 pytestmark = pytest.mark.slow
 
@@ -51,3 +54,26 @@ async def test_a_store_that_holds_the_same_last_entry_takes_the_next_epochs_entr
         second = a.system.spawn(counter("d", a.replicated([a.remote(b)], config), epoch=2), "d2")
         assert await add(a, second, 1) == Added(3)
         assert await stored(b.journal, "d") == [(1, 1), (2, 1), (3, 2)]
+
+
+async def test_a_store_that_diverged_for_an_id_of_a_shard_says_so_when_asked_its_progress() -> None:
+    async with nodes(2) as (a, b):
+        old = b.system.spawn(counter("e", b.journal, epoch=1), "old")
+        await add(b, old, 1)
+        await b.system.stop(old)
+        alone = a.system.spawn(counter("e", a.journal, epoch=2), "alone")
+        await add(a, alone, 10)
+        await a.system.stop(alone)
+        config = ReplicationConfig(replicas=1, min_acks=1, ack_timeout=1.0)
+        journal = ReplicatedJournal(a.journal, [a.remote(b)], config, a.system, shard=7)
+        entity = a.system.spawn(counter("e", journal, epoch=2), "e")
+        assert isinstance(await add(a, entity, 10), Refused)
+
+        async def progress(shard: int) -> ShardProgress:
+            answer: ShardProgress = await a.system.ask(
+                a.remote(b), lambda r: GetShardProgress(shard, 3, r), timeout=5.0
+            )
+            return answer
+
+        assert (await progress(7)).diverged is True
+        assert (await progress(8)).diverged is False

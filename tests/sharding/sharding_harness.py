@@ -36,7 +36,7 @@ from casty.sharding import (  # noqa: E402
     ShardRegionState,
     coordinator_name,
 )
-from casty.testing import wait_until  # noqa: E402
+from casty.testing import FakeNetwork, wait_until  # noqa: E402
 
 __all__ = [
     "Node",
@@ -94,15 +94,30 @@ def where_entity(entity_id: str) -> Behavior[Any]:
     return Behaviors.setup(setup)
 
 
-async def start_cluster(count: int, **options: Any) -> list[Node]:
-    """Start ``count`` nodes (the first is the oldest) and wait until all are up everywhere."""
-    first = node(node_id="n0", **options)
+async def start_cluster(
+    count: int, network: FakeNetwork | None = None, **options: Any
+) -> list[Node]:
+    """Start ``count`` nodes (the first is the oldest) and wait until all are up everywhere
+    (else stop them and raise `TimeoutError`). With ``network``, node ``i`` is host
+    ``h<i+1>`` of that `FakeNetwork`, whose links a test can cut."""
+
+    def member(i: int, **more: Any) -> Node:
+        if network is None:
+            return node(node_id=f"n{i}", **more, **options)
+        host = f"h{i + 1}"
+        return node(host=host, node_id=host, transport=network.transport(host), **more, **options)
+
+    first = member(0)
     await first.system.__aenter__()
     seeds = [first.system.node_address]
-    others = [node(node_id=f"n{i}", seed_nodes=seeds, **options) for i in range(1, count)]
+    others = [member(i, seed_nodes=seeds) for i in range(1, count)]
     await asyncio.gather(*(n.system.__aenter__() for n in others))
     everyone = [first, *others]
-    await wait_all(everyone, lambda n: len(n.system.cluster.up_members) == count, timeout=15.0)
+    try:
+        await wait_all(everyone, lambda n: len(n.system.cluster.up_members) == count, 15.0)
+    except BaseException:
+        await stop_all(everyone, leave=False)
+        raise
     return everyone
 
 

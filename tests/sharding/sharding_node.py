@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from cluster_procs import report_up_until_stdin_closes
 from sharding_domain import log_entity
 
 from casty import Behaviors
@@ -36,12 +37,7 @@ async def main(args: argparse.Namespace) -> None:
             ),
             "logs",
         )
-        print(json.dumps({"kind": "up", "node": str(system.node_address)}), flush=True)
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-        while await reader.readline():
-            pass
+        await report_up_until_stdin_closes(system)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,9 @@ from sharding_harness import (
     asking,
     dead_letter_recorder,
     hosted_entities,
-    node,
     region_state,
+    start_cluster,
     stop_all,
-    wait_all,
     wait_until,
 )
 
@@ -65,17 +64,8 @@ def timed(events: list[tuple[float, str, str, str]]) -> Any:
 async def test_a_downed_node_stops_serving_before_its_shards_run_elsewhere(cut: int) -> None:
     network = FakeNetwork(f"sharding-partition-{cut}")
     events: list[tuple[float, str, str, str]] = []
-
-    def member(host: str, **options: Any) -> Any:
-        return node(host=host, node_id=host, transport=network.transport(host), **options)
-
-    first = member("h1")
-    await first.system.__aenter__()
-    others = [member(h, seed_nodes=[first.system.node_address]) for h in ("h2", "h3")]
-    await asyncio.gather(*(n.system.__aenter__() for n in others))
-    nodes = [first, *others]
+    nodes = await start_cluster(3, network)
     try:
-        await wait_all(nodes, lambda n: len(n.system.cluster.up_members) == 3, 15.0)
         behavior = Behaviors.sharded(timed(events), num_shards=32)
         regions = [n.system.spawn(behavior, "fenced") for n in nodes]
         for n, region in zip(nodes, regions, strict=True):
