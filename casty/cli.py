@@ -124,9 +124,12 @@ def _add_node(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 def _status(args: argparse.Namespace) -> int:
     import asyncio
+    import logging
 
     from casty.client.status import contact_problem, fetch_status, render_status
 
+    # The client's own warnings repeat the reason the final error line gives.
+    logging.getLogger("casty").setLevel(logging.ERROR)
     document = asyncio.run(
         fetch_status(
             args.contact,
@@ -145,7 +148,13 @@ def _status(args: argparse.Namespace) -> int:
 
 def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     status = commands.add_parser(
-        "status", help="show a cluster's members, leader and shards (as a client, not joining)"
+        "status",
+        help="show a cluster's members, leader and shards (as a client, not joining)",
+        description=(
+            "Connect to a member as a ClusterClient (without joining) and print the members "
+            "(address, node id, status, roles, reachability), the leader and the shards per "
+            "node. Exits 1 when no contact point answers or the contact is not a member yet."
+        ),
     )
     status.add_argument("--contact", required=True, metavar="HOST:PORT", help="a member")
     status.add_argument("--system-name", default="casty", help="the cluster's name (casty)")

@@ -172,3 +172,5 @@ async def test_status_of_an_address_where_no_member_answers_fails_with_the_reaso
     assert code == 1
     assert out == ""
     assert "casty: error:" in err and "127.0.0.1" in err and "'casty'" in err
+    # One line: the client's own warnings would repeat the reason the error line gives.
+    assert err.count("\n") == 1, err
