@@ -66,10 +66,13 @@ class ClientProcess(NodeProcess):
     def said(self, kind: str) -> bool:
         return bool(self.of(kind))
 
-    def settled(self) -> bool:
-        """The client's latest snapshot shows three members, all up and reachable."""
+    def all_up(self, count: int) -> bool:
+        """The client's latest snapshot shows ``count`` members, all up and reachable."""
         members = self.of("members")
-        return bool(members) and members[-1]["up"] == 3 and members[-1]["unreachable"] == 0
+        return bool(members) and members[-1]["up"] == count and members[-1]["unreachable"] == 0
+
+    def settled(self) -> bool:
+        return self.all_up(3)
 
     async def wait_for(self, condition: Callable[[], bool], timeout: float) -> None:
         await wait_lines([self], lambda _: condition(), timeout)
@@ -104,9 +107,9 @@ async def test_no_acknowledged_increment_is_lost_duplicated_or_phantom_under_par
             others = ",".join(h for h in NODE_HOSTS if h != victim)
             await asyncio.to_thread(lab4.run, "partition", victim, others)
             partitions.append(victim)
-            # Long enough for the majority to down the victim (about 4 s with the defaults)
-            # while the client keeps sending to it.
-            await asyncio.sleep(7.0)
+            # The partition lasts until the majority downed the victim (about 4 s with the
+            # defaults), the client sending to it meanwhile.
+            await client.wait_for(lambda: client.all_up(2), 40.0)
             await asyncio.to_thread(lab4.run, "heal")
             await nodes[victim].kill()  # downed by now; a downed incarnation cannot rejoin
             await nodes[victim].start(timeout=60.0)

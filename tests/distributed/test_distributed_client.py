@@ -45,7 +45,7 @@ async def test_every_primitive_works_from_a_client() -> None:
                         inside.append(lock_owner)
                         assert lock.token is not None
                         tokens.append(lock.token)
-                        await asyncio.sleep(0.002)
+                        await asyncio.sleep(0.002)  # hold it across real suspensions
                         inside.remove(lock_owner)
 
             await asyncio.wait_for(

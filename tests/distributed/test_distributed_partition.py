@@ -81,7 +81,7 @@ async def test_a_cut_off_holder_never_writes_after_the_next_grant(entity_side: s
                 assert old.token is not None
                 if not store.write("old", old.token):
                     stale_writes_tried += 1
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.02)  # pacing of the old holder's writes
 
         writer = asyncio.create_task(old_writer())
         await wait_until(lambda: len(store.accepted) >= 3, 5.0)
@@ -100,7 +100,7 @@ async def test_a_cut_off_holder_never_writes_after_the_next_grant(entity_side: s
         grants.append((granted_at, "new", token))
         for _ in range(5):
             assert store.write("new", token)
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # pacing of the new holder's writes
         await asyncio.wait_for(writer, 10.0)  # the old holder stops believing within a ttl
 
         tokens = [t for _, _, t in sorted(grants)]
