@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from casty.actors.system import ActorSystem
+    from casty.remote.events import PeerStatistics
 
 __all__ = [
     "LATENCY_BUCKETS",
     "HistogramSnapshot",
     "LatencyHistogram",
     "Metrics",
-    "PeerMetrics",
     "RegionMetrics",
     "snapshot",
 ]
@@ -101,21 +101,6 @@ class RegionMetrics:
 
 
 @dataclass(frozen=True, slots=True)
-class PeerMetrics:
-    """Traffic with one peer node (frames are transport frames; bytes exclude framing).
-
-    Attributes:
-        frames_sent, bytes_sent: frames and their bytes handed to connections to the peer.
-        frames_received, bytes_received: frames and their bytes received from the peer.
-    """
-
-    frames_sent: int
-    bytes_sent: int
-    frames_received: int
-    bytes_received: int
-
-
-@dataclass(frozen=True, slots=True)
 class Metrics:
     """A snapshot of one node (``system.metrics()``); counters count since the system started.
 
@@ -129,7 +114,8 @@ class Metrics:
         regions: shards and entities per sharded type hosted here, by type name.
         journal_write_latency: seconds per write of the event-sourced entities on this node,
             replication acknowledgements included.
-        peers: traffic per peer node, by address (``host:port``).
+        peers: traffic per peer node (`PeerStatistics`: frames are transport frames, bytes
+            exclude framing), by address (``host:port``).
     """
 
     node: str
@@ -141,19 +127,16 @@ class Metrics:
     journal_write_latency: HistogramSnapshot = field(
         default_factory=lambda: LatencyHistogram().snapshot()
     )
-    peers: dict[str, PeerMetrics] = field(default_factory=dict)
+    peers: dict[str, PeerStatistics] = field(default_factory=dict)
 
 
 def snapshot(system: ActorSystem) -> Metrics:
     """Take ``system``'s metrics (what ``system.metrics()`` returns)."""
     # Duck-typed: a local system has none of these, and need not import remoting to say so.
-    peers: dict[str, PeerMetrics] = {}
+    peers: dict[str, PeerStatistics] = {}
     remote_statistics = getattr(system, "remote_statistics", None)
     if remote_statistics is not None:
-        for peer in remote_statistics().peers:
-            peers[str(peer.address)] = PeerMetrics(
-                peer.frames_sent, peer.bytes_sent, peer.frames_received, peer.bytes_received
-            )
+        peers = {str(peer.address): peer for peer in remote_statistics().peers}
     members: dict[str, int] = {}
     cluster = getattr(system, "_cluster", None)
     if cluster is not None:

@@ -451,12 +451,12 @@ class ActorCell(Generic[M]):
                 if not mailbox:
                     return
                 message = mailbox.popleft()
-                handled += 1
                 try:
                     if message.__class__ is _Envelope:
                         message = self._open(message)
                         if message is _DISCARD:
                             continue
+                    handled += 1
                     result = self._behavior.handler(ctx, message)
                     if type(result) is CoroutineType:
                         result = await result

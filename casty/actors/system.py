@@ -224,7 +224,6 @@ class ActorSystem:
         self._temp_ids = itertools.count(1)
         self._ask_timeouts = AskTimeouts(self._clock)
         self._live_actors = 0
-        self._dead_letter_count = 0
         # Metrics (`metrics()`): plain counters, bumped on the hot path.
         self._processed = 0
         self._mailbox_high_water = 0
@@ -427,7 +426,8 @@ class ActorSystem:
 
     def statistics(self) -> ActorSystemStatistics:
         """A snapshot of the counters (see `ActorSystemStatistics`)."""
-        return ActorSystemStatistics(self._live_actors, self._dead_letter_count, len(self._tasks))
+        dead_letters = sum(self._dead_letter_reasons.values())
+        return ActorSystemStatistics(self._live_actors, dead_letters, len(self._tasks))
 
     def metrics(self) -> Metrics:
         """A snapshot of this system's counters (see `casty.metrics.Metrics`)."""
@@ -653,7 +653,6 @@ class ActorSystem:
 
     def _dead_letter(self, message: object, recipient: ActorRef[Any], reason: str) -> None:
         """Publish a dropped message (and fail the asks waiting for a reply to it, if any)."""
-        self._dead_letter_count += 1
         reasons = self._dead_letter_reasons
         reasons[reason] = reasons.get(reason, 0) + 1
         for promise in reply_promises(message):

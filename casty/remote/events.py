@@ -125,10 +125,10 @@ class PeerStatistics:
     messages_received: int
     watching: int
     watched_by: int
-    frames_sent: int = 0
-    bytes_sent: int = 0
-    frames_received: int = 0
-    bytes_received: int = 0
+    frames_sent: int
+    bytes_sent: int
+    frames_received: int
+    bytes_received: int
 
 
 @dataclass(frozen=True, slots=True)
