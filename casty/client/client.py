@@ -364,7 +364,10 @@ class ClusterClient:
 
 
 def _parse(point: str) -> Address:
-    host, sep, port = point.rpartition(":") if isinstance(point, str) else ("", "", "")
-    if not sep or not host or not port.isdigit():
+    try:
+        address: Address | None = Address.parse(point)
+    except (AttributeError, TypeError, ValueError):  # not a string, or no port
+        address = None
+    if address is None or not address.host:
         raise ConfigurationError(f"a contact point reads 'host:port', got {point!r}")
-    return Address(host, int(port))
+    return address

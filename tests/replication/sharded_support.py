@@ -175,10 +175,5 @@ async def highest(journal: Journal, entity_id: str = ENTITY) -> int:
     return await journal.highest_sequence_nr(entity_id)
 
 
-async def stored(journal: Journal, entity_id: str) -> list[tuple[int, int]]:
-    """``(sequence_nr, epoch)`` of every entry the journal holds for the id."""
-    return [(e.sequence_nr, e.epoch) async for e in journal.replay(entity_id)]
-
-
 def shard_of(entity_id: str) -> int:
     return shard_id_for(entity_id, NUM_SHARDS)

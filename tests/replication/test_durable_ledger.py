@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from replication_support import FAST, Add, Added, Get
-from sharded_support import NUM_SHARDS, factory, shard_of, stored
+from replication_support import FAST, Add, Added, Get, stored
+from sharded_support import NUM_SHARDS, factory, shard_of
 from sharding_harness import Node, asking, free_ports, hosted_entities, node, stop_all, wait_all
 
 from casty import Behaviors

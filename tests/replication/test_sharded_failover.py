@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 import pytest
-from replication_support import Added, Refused
+from replication_support import Added, Refused, stored
 from sharded_support import (
     Cluster,
     GatedJournal,
@@ -19,7 +19,6 @@ from sharded_support import (
     highest,
     replicated_cluster,
     shard_of,
-    stored,
 )
 from sharding_harness import wait_until
 

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from replication_support import Added, Refused
-from sharded_support import entity_on, replicated_cluster, shard_of, stored
+from replication_support import Added, Refused, stored
+from sharded_support import entity_on, replicated_cluster, shard_of
 from sharding_harness import wait_until
 
 from casty.abc import Journal, JournalEntry
