@@ -165,10 +165,16 @@ class ShardJournal(LocalReads):
     async def settle(self, persistence_id: str) -> None:
         """Pull the id's missing entries from the stores, once per epoch after the first."""
         replicas = self._replicas
+        if replicas.epoch <= 1 or (
+            replicas.settled_epoch == replicas.epoch
+            and persistence_id in replicas.settled
+            and replicas.settled[persistence_id] is None
+        ):
+            return  # before `peers()`, which resolves a ref per up node: recoveries call this
         stores = {s.address: s for s in replicas.stores}
         if replicas.peers is not None:
             stores.update((s.address, s) for s in replicas.peers() if s.address not in stores)
-        if replicas.epoch <= 1 or not stores:
+        if not stores:
             return
         # A pull may copy the id's entries into the node's journal: list it first.
         await replicas.ledger.hold(replicas.shard_id, persistence_id)

@@ -25,7 +25,7 @@ epoch) is told to stop it (`Handoff`), so a shard never runs in two regions for 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, final
 
 from casty.abc import Address
@@ -659,22 +659,14 @@ class _Coordinator:
     def place(self, shard_id: int, key: str, current: dict[str, frozenset[int]]) -> None:
         """Allocate ``shard_id`` to ``key`` at a new epoch, with its replicas, and host it."""
         epoch = self.table.allocate(shard_id, key)
-        self.choose_replicas(shard_id, key, current)
+        config = self.spec.replication
+        if config is not None:  # fill its replica slots from ``current`` (never ``key``)
+            chosen = self.table.choose_replicas(shard_id, key, current, config.replicas)
+            if chosen != self.table.replicas(shard_id):
+                self.table.set_replicas(shard_id, chosen)
         self.starting[shard_id] = self.clock.monotonic()
         self.send_host(shard_id, key, epoch)
         self.changed()
-
-    def choose_replicas(self, shard_id: int, owner: str, current: Iterable[str]) -> bool:
-        """Fill ``shard_id``'s replica slots from ``current`` (not its owner); True if changed."""
-        config = self.spec.replication
-        if config is None:
-            return False
-        before = self.table.replicas(shard_id)
-        chosen = self.table.choose_replicas(shard_id, owner, current, config.replicas)
-        if chosen == before:
-            return False
-        self.table.set_replicas(shard_id, chosen)
-        return True
 
     def fix_replicas(self) -> None:
         """Keep every allocated shard's replica slots on regions that stay, and full.

@@ -182,17 +182,22 @@ _PASSIVATION_TICK = _PassivationTick()
 _DRAIN_CHECK = _DrainCheck()
 
 
+def _region_of(cell: object) -> _Region | None:
+    """The region an actor cell runs (its handler is a region's), or None."""
+    handler = getattr(getattr(cell, "_behavior", None), "handler", None)
+    region = getattr(handler, "__self__", None)
+    return region if isinstance(region, _Region) else None
+
+
 def is_region(cell: object) -> bool:
     """Whether an actor cell runs a shard region (its handler is a region's)."""
-    handler = getattr(getattr(cell, "_behavior", None), "handler", None)
-    return isinstance(getattr(handler, "__self__", None), _Region)
+    return _region_of(cell) is not None
 
 
 def region_state(cell: object) -> tuple[int, int] | None:
     """(shards hosted, live entities) of a region's actor cell; None for another actor."""
-    handler = getattr(getattr(cell, "_behavior", None), "handler", None)
-    region = getattr(handler, "__self__", None)
-    return (len(region.hosted), len(region.entities)) if isinstance(region, _Region) else None
+    region = _region_of(cell)
+    return None if region is None else (len(region.hosted), len(region.entities))
 
 
 def region_behavior(spec: TypeSpec) -> Behavior[Any]:
