@@ -65,7 +65,7 @@ def add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "is served again. Exit status 1 when anything was lost, duplicated or unfinished."
         ),
     )
-    demo.add_argument("--tasks", type=int, default=10_000, help="tasks to submit (10000)")
+    demo.add_argument("--tasks", type=_positive_int, default=10_000, help="tasks to submit (10000)")
     demo.add_argument("--no-kill", action="store_true", help="do not kill a node")
     demo.add_argument(
         "--journal",
@@ -80,14 +80,23 @@ def add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     demo.set_defaults(handler=run_demo)
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a usage error (exit status 2) for anything but an int >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo with the parsed ``args``; return the exit status.
 
     Raises:
-        ConfigurationError: ``--tasks`` below 1, or a ``--journal`` that is not PostgreSQL.
+        ConfigurationError: a ``--journal`` that is not PostgreSQL.
     """
-    if args.tasks < 1:
-        raise ConfigurationError(f"--tasks must be >= 1, got {args.tasks}")
     journal: str | None = args.journal
     if journal is not None and not journal.startswith(("postgresql://", "postgres://")):
         raise ConfigurationError(

@@ -178,6 +178,13 @@ def test_demo_refuses_a_journal_the_nodes_cannot_share() -> None:
     assert "postgresql://" in stderr
 
 
+def test_demo_refuses_a_task_count_below_one_as_a_usage_error() -> None:
+    status, summary, stderr = run_demo("--tasks", "0", timeout=30.0)
+    assert status == 2  # argparse's usage error, like any other bad option
+    assert summary == {}
+    assert "--tasks: must be >= 1, got 0" in stderr
+
+
 @pytest.mark.postgres
 async def test_the_demo_runs_on_a_shared_postgresql_journal() -> None:
     dsn = require_postgres_dsn()
