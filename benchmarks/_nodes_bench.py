@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from typing import Any
 from casty import ActorContext, ActorRef, Behavior, Behaviors, ShardEnvelope
 from casty.cluster import ClusteredActorSystem
 from casty.serializers.msgpack import MsgpackSerializer
+from casty.testing import free_ports
 
 SYSTEM = "bench"
 PROBE_INTERVAL = 0.01  # seconds between two probes of the same entity
@@ -222,9 +222,7 @@ def prober(
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 class NodeProcess:
@@ -279,7 +277,7 @@ class NodeProcess:
 def node_processes(script: str, tmp: Path, count: int = 3) -> Iterator[list[NodeProcess]]:
     """``count`` nodes of ``script`` (each with a SQLite file in ``tmp``), up; on exit the
     nodes in the list (a caller may add some) are stopped."""
-    ports = [free_port() for _ in range(count)]
+    ports = free_ports(count)
     nodes = [
         NodeProcess(script, i, ports[i], ports[0], count, tmp / f"node-{i}.db")
         for i in range(count)

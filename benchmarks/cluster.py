@@ -36,7 +36,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from typing import Any
 
 from casty.abc import Address, Connection, ConnectionHandler, Listener, Transport
 from casty.cluster import ClusterConfig, ClusteredActorSystem
+from casty.testing import free_ports
 from casty.transports import as_transport
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,17 +79,6 @@ async def warm_bytecode() -> None:
 
 def emit(record: dict[str, Any]) -> None:
     print(json.dumps(record), flush=True)
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 # -- node processes ----------------------------------------------------------------------------

@@ -13,30 +13,18 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
 import casty
 from casty.abc import Address
 from casty.errors import CastyError
+from casty.testing.ports import free_ports
 
 __all__ = ["DemoCluster", "free_ports", "last_error"]
 
 HOST = "127.0.0.1"
 _ROOT = str(Path(casty.__file__).resolve().parents[1])  # children run this same casty
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports that were free on 127.0.0.1 a moment ago."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind((HOST, 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 class DemoCluster:

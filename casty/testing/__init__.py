@@ -32,6 +32,7 @@ __all__ = [
     "TransportCapabilities",
     "TransportContract",
     "check_history",
+    "free_ports",
     "read_history",
     "wait_until",
 ]
@@ -50,6 +51,7 @@ _LAZY = {
     "HistoryReport": "casty.testing.history",
     "check_history": "casty.testing.history",
     "read_history": "casty.testing.history",
+    "free_ports": "casty.testing.ports",
 }
 
 

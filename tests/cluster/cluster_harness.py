@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -20,6 +19,7 @@ from casty.cluster import (
     ReachabilityEvent,
     UniqueAddress,
 )
+from casty.testing import free_ports as free_ports  # the tests import it from here
 from casty.testing import wait_until
 
 E = TypeVar("E")
@@ -106,15 +106,3 @@ async def wait_all(
 ) -> None:
     """Wait until ``predicate(node)`` holds for every node (polled: recorders count too)."""
     await wait_until(lambda: all(predicate(n) for n in nodes), timeout, interval=0.01)
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports nothing listens on right now (bound and released; fine on a test machine)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
