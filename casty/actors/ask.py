@@ -45,7 +45,7 @@ class PromiseRef(ActorRef[Any]):
     it (a serializer writing the ref for a remote reply); most asks never pay for it.
     """
 
-    __slots__ = ("_bucket", "_future", "_id", "_system", "_target", "_timeout")
+    __slots__ = ("_bucket", "_future", "_id", "_path", "_system", "_target", "_timeout")
 
     def __init__(
         self,
@@ -57,6 +57,7 @@ class PromiseRef(ActorRef[Any]):
         self._system = system
         self._future = future
         self._id = 0
+        self._path = ""  # "/temp/$<_id>" once `_id` is assigned
         self._bucket: set[PromiseRef] | None = None
         self._target = target  # named by the timeout error
         self._timeout = timeout
@@ -65,9 +66,10 @@ class PromiseRef(ActorRef[Any]):
     def path(self) -> str:
         if not self._id:
             self._id = next(self._system._temp_ids)
+            self._path = f"/temp/${self._id}"
             if not self._future.done():
-                self._system._temp[f"/temp/${self._id}"] = self
-        return f"/temp/${self._id}"
+                self._system._temp[self._path] = self
+        return self._path
 
     @property
     def address(self) -> str:
@@ -92,7 +94,7 @@ class PromiseRef(ActorRef[Any]):
             bucket.discard(self)
             self._bucket = None
         if self._id:
-            self._system._temp.pop(f"/temp/${self._id}", None)
+            self._system._temp.pop(self._path, None)
 
     def expire(self) -> None:
         self._bucket = None

@@ -5,9 +5,11 @@ list that already starts with the envelope tag, so a batch is encoded without co
 writer task per connection wakes once per event-loop turn with work, encodes the whole queue
 in one serializer pass per frame (`EnvelopeCodec`), hands the frames to the connection and
 awaits `Connection.drain`, which is the backpressure point: while it waits, the queue grows
-up to ``outbound_queue_size`` and further messages become dead letters. The first message of
-a turn to an idle peer skips the queue and is encoded and sent at once, so a lone request or
-reply costs no extra loop iteration.
+up to ``outbound_queue_size`` and further messages become dead letters. A message to an idle
+peer skips the queue and is encoded and sent at once, so a lone request or reply costs no extra
+loop iteration. The messages after it go through the writer until its next flush, or until
+the peer's frames arrive (`resume_direct`): a request/reply exchange sends every message at
+once and schedules no callback, while a burst in one turn still leaves in one frame.
 
 Connecting. Whoever has work for a peer (queued messages, watches in either direction, a
 caller of `RemoteActorSystem.associate`) runs the association's connector task: connect,
@@ -148,8 +150,7 @@ class Association:
         # [FRAME_ENVELOPES, recipient, body, ...]: the next frame, ready to encode as it is.
         self._out: list[Any] = [FRAME_ENVELOPES]
         self._queued = 0  # user messages in _out (control entries are not bounded)
-        self._direct = False  # the next tell may be sent at once (see _write_loop)
-        self._turn: asyncio.Handle | None = None  # a direct send happened this loop turn
+        self._direct = False  # the next tell may be sent at once (see the module docstring)
         self._wake: asyncio.Future[None] | None = None  # set while the writer waits idle
         self._writer: asyncio.Task[None] | None = None
         self._connector: asyncio.Task[None] | None = None
@@ -221,13 +222,11 @@ class Association:
         self.sent += 1
         self.frames_sent += 1
         self.bytes_sent += len(frame)
-        self._turn = self._loop.call_soon(self._end_turn)
 
-    def _end_turn(self) -> None:
-        self._turn = None
-        if len(self._out) > 1:
-            self._kick()
-        elif self._wake is not None:
+    def resume_direct(self) -> None:
+        """The peer's frames arrived: the next tell may be sent at once, if the writer is idle
+        with nothing queued (a turn boundary that costs no callback)."""
+        if self._wake is not None and len(self._out) == 1:
             self._direct = True
 
     async def _write_loop(self, conn: Connection) -> None:
@@ -238,8 +237,7 @@ class Association:
                 if len(self._out) == 1:
                     wake = loop.create_future()
                     self._wake = wake
-                    if self._turn is None:
-                        self._direct = True
+                    self._direct = True
                     try:
                         await wake
                     finally:
@@ -632,9 +630,6 @@ class Association:
         # The writer is cancelled below but runs only on a later loop turn: a tell in this turn
         # must not complete the future it waits on (it is cancelled), but start a connector.
         self._wake = None
-        if self._turn is not None:
-            self._turn.cancel()
-            self._turn = None
         writer = self._writer
         self._writer = None
         if writer is not None and writer is not asyncio.current_task():

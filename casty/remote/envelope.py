@@ -30,6 +30,11 @@ depends on the serializer, which the handshake requires both nodes to share:
 - *embedded*, for any other serializer (``pickle``, a plug-in): a message body is the
   serializer's bytes as a MessagePack ``bin``.
 
+Either way, actor refs inside messages go through the ref codec the node hands the
+`EnvelopeCodec`; remoting's writes a ref to an actor of the sending node as its path alone
+(``/temp/$7``), which the receiving node reads relative to the sender, and any other ref as
+its full address.
+
 A frame that is not such an array, has an unknown tag, or has a recipient that is neither a
 ``str`` nor an ``int`` is a protocol violation (`DecodeError`): the connection is dropped.
 """
@@ -64,8 +69,8 @@ __all__ = [
 ]
 
 #: The remoting protocol version; nodes of different versions refuse each other.
-#: 2: `OP_ASK_FAILED`.
-PROTOCOL_VERSION: Final = 2
+#: 2: `OP_ASK_FAILED`. 3: refs to the sender's own actors travel as their paths.
+PROTOCOL_VERSION: Final = 3
 MAGIC: Final = "casty"
 
 FRAME_HELLO: Final = 0
@@ -292,7 +297,7 @@ class EnvelopeCodec:
             or not len(items) & 1
             or items[0] != FRAME_ENVELOPES
             or type(items[0]) is not int
-            or not set(map(type, items[1::2])) <= _ENVELOPE_TYPES
+            or not _ENVELOPE_TYPES.issuperset(map(type, items[1::2]))  # no set built
         ):
             raise DecodeError(_describe(items))
         clean = not salvaged or not any(type(body) is Undecodable for body in items[2::2])

@@ -44,7 +44,6 @@ __all__ = [
     "make_encode",
     "make_hook",
     "object_encoder",
-    "unpack_with",
 ]
 
 EXT_TUPLE: Final = 1
@@ -195,11 +194,11 @@ def make_encode(
     """
     known: dict[type, Encoder] = encoders if refs is None else {}
     ref_type = None if refs is None else refs.ref_type
-    to_wire = None if refs is None else refs.to_wire
+    to_wire: Callable[[Any], str] = _no_refs if refs is None else refs.to_wire
+    ext_type = msgpack.ExtType
 
     def encode_ref(obj: Any, pack: Pack) -> msgpack.ExtType:
-        assert to_wire is not None
-        return ext(EXT_REF, to_wire(obj).encode())
+        return _new_tuple(ext_type, (EXT_REF, to_wire(obj).encode()))  # ext(), inlined
 
     def encoder_for(cls: type, obj: object) -> Encoder:
         encoder: Encoder
@@ -263,6 +262,12 @@ def make_encode(
     return encode
 
 
+def _no_refs(ref: object) -> str:
+    """The ``to_wire`` of an encode function without a RefCodec: never called, since such a
+    function recognises no ref (its ``ref_type`` is ``None``)."""
+    raise AssertionError("refs are only recognised with a RefCodec")
+
+
 def make_hook(
     refs: RefCodec | None,
     decoders: dict[str, Decoder],
@@ -274,6 +279,7 @@ def make_hook(
     without state.
     """
     unpackb = msgpack.unpackb
+    from_wire = None if refs is None else refs.from_wire
 
     def too_deep(code: int, payload: bytes) -> object:
         raise DecodeError(f"tuples, sets and objects nest deeper than {MAX_DEPTH}")
@@ -297,9 +303,9 @@ def make_hook(
                     decoder = build_decoder(type_name)
                 return decoder(body)
             if code == EXT_REF:
-                if refs is None:
+                if from_wire is None:
                     raise DecodeError("an actor ref arrived but no RefCodec was given")
-                return refs.from_wire(payload.decode())
+                return from_wire(payload.decode())
             if code == EXT_TUPLE:
                 return tuple(items_of(payload))
             if code == EXT_SET:
@@ -316,12 +322,6 @@ def make_hook(
     for _ in range(MAX_DEPTH):
         hook = make_level(hook)
     return hook
-
-
-def unpack_with(data: bytes, hook: Hook) -> object:
-    """``msgpack.unpackb`` with our options: any hashable map key, ``hook`` for extensions."""
-    # timestamp=2: msgpack's own timestamp extension (which we never write) reads as an int.
-    return msgpack.unpackb(data, ext_hook=hook, strict_map_key=False, timestamp=2)
 
 
 def _ext_header(code: int, size: int) -> bytes:

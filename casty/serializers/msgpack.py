@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, NoReturn, final
+from typing import Any, ClassVar, Final, NoReturn, TypeVar, final
+
+import msgpack
 
 from casty.abc import RefCodec, Serializer
 from casty.errors import ConfigurationError, DecodeError, EncodeError
@@ -19,7 +21,6 @@ from casty.serializers._msgpack_wire import (
     make_encode,
     make_hook,
     object_encoder,
-    unpack_with,
 )
 from casty.serializers._types import (
     builds_plainly,
@@ -31,6 +32,8 @@ from casty.serializers._types import (
 )
 
 __all__ = ["MsgpackSerializer"]
+
+_unpackb = msgpack.unpackb  # a module global: one lookup per decode instead of two
 
 
 @final
@@ -96,8 +99,10 @@ class MsgpackSerializer(Serializer):
         self._decoders: dict[str, Decoder] = {}
         self._plain_encode = make_encode(None, self._encoders, self._build_encoder)
         self._plain_hook = make_hook(None, self._decoders, self._build_decoder)
-        self._ref_encode: tuple[RefCodec | None, Pack] = (None, self._plain_encode)
-        self._ref_hook: tuple[RefCodec | None, Hook] = (None, self._plain_hook)
+        # The functions built for each RefCodec met (a node has a few: remoting's wire codec,
+        # the system's), by id; each entry holds its codec, so the id cannot be reused meanwhile.
+        self._ref_encodes: dict[int, tuple[RefCodec, Pack]] = {}
+        self._ref_hooks: dict[int, tuple[RefCodec, Hook]] = {}
 
     @classmethod
     def from_url(cls, url: BackendURL, **options: Any) -> MsgpackSerializer:
@@ -150,7 +155,7 @@ class MsgpackSerializer(Serializer):
         self._encoders.clear()
         self._encoders.update(BUILTIN_ENCODERS)
         self._decoders.clear()
-        self._ref_encode = (None, self._plain_encode)
+        self._ref_encodes.clear()
 
     def manifest(self, obj: object) -> str:
         """The wire name of ``obj``'s type: its pinned name, else ``module:qualname``."""
@@ -171,10 +176,12 @@ class MsgpackSerializer(Serializer):
         if refs is None:
             encode = self._plain_encode
         else:
-            last_refs, encode = self._ref_encode
-            if last_refs is not refs:
+            cached = self._ref_encodes.get(id(refs))
+            if cached is not None:
+                encode = cached[1]
+            else:
                 encode = make_encode(refs, self._encoders, self._build_encoder)
-                self._ref_encode = (refs, encode)  # a system keeps one codec: reuse its closures
+                _remember(self._ref_encodes, refs, encode)
         try:
             return encode(obj)
         except EncodeError:
@@ -224,12 +231,16 @@ class MsgpackSerializer(Serializer):
         if refs is None:
             hook = self._plain_hook
         else:
-            last_refs, hook = self._ref_hook
-            if last_refs is not refs:
+            cached = self._ref_hooks.get(id(refs))
+            if cached is not None:
+                hook = cached[1]
+            else:
                 hook = make_hook(refs, self._decoders, self._build_decoder)
-                self._ref_hook = (refs, hook)
+                _remember(self._ref_hooks, refs, hook)
         try:
-            return unpack_with(data, hook)
+            # Any hashable map key; timestamp=2: msgpack's own timestamp extension (which we
+            # never write) reads as an int.
+            return _unpackb(data, ext_hook=hook, strict_map_key=False, timestamp=2)
         except DecodeError:
             raise
         except Exception as exc:  # the one choke point: msgpack, user code, recursion errors
@@ -249,6 +260,19 @@ class MsgpackSerializer(Serializer):
         decoder = _decoder_for(cls, type_name)
         self._decoders[type_name] = decoder  # only names that resolved: the cache stays bounded
         return decoder
+
+
+#: RefCodecs whose functions a serializer keeps; meeting more starts the cache afresh.
+_CODECS_CACHED: Final = 8
+
+_F = TypeVar("_F")
+
+
+def _remember(cache: dict[int, tuple[RefCodec, _F]], refs: RefCodec, built: _F) -> None:
+    """Cache ``built`` for ``refs`` (bounded: codecs made per call would otherwise pile up)."""
+    if len(cache) >= _CODECS_CACHED:
+        cache.clear()
+    cache[id(refs)] = (refs, built)
 
 
 def _decoder_for(cls: type, type_name: str) -> Decoder:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from remote_support import (
+    WAIT,
     Blob,
     Echo,
     Forward,
@@ -115,6 +116,40 @@ async def test_refs_inside_messages_resolve_on_arrival(make_system: MakeSystem) 
     assert await on_c.wait_count(2) == [Num(2), Num(3)]
     peers = {p.address for p in b.remote_statistics().peers}
     assert peers == {a.node_address, c.node_address}
+
+
+async def test_refs_of_another_system_in_the_process_keep_their_node(
+    make_system: MakeSystem,
+) -> None:
+    # A's own refs travel as bare paths read relative to A; refs of system C, handed to A
+    # directly (same process), must still name C on arrival, not A.
+    a, b, c = await make_system(), await make_system(), await make_system()
+    relay = b.spawn(echo_behavior(), "relay")
+    on_a, on_c = Recorder(a, "probe"), Recorder(c, "probe")
+    to_relay = a.resolve(relay.address)
+    to_relay.tell(Forward(on_c.ref, Num(1)))
+    to_relay.tell(Forward(on_a.ref, Num(2)))
+    assert await on_c.wait_count(1) == [Num(1)]
+    assert await on_a.wait_count(1) == [Num(2)]
+    # An ask of C whose request A sends: the reply goes back to C's promise.
+    reply = await c.ask(to_relay, lambda reply_to: Echo("via a", reply_to), timeout=WAIT)
+    assert reply == Reply("via a")
+
+
+async def test_a_ref_of_the_sender_arrives_as_one_cached_remote_ref(
+    make_system: MakeSystem,
+) -> None:
+    a, b = await make_system(), await make_system()
+    on_b = Recorder(b, "on-b")
+    probe = Recorder(a, "probe")
+    to_b = a.resolve(on_b.ref.address)
+    to_b.tell(Forward(probe.ref, None))
+    to_b.tell(Forward(probe.ref, None))
+    first, second = [m.target for m in await on_b.wait_count(2)]
+    assert type(first) is RemoteActorRef
+    assert first is second
+    assert first.address == probe.ref.address
+    assert first is b.resolve(probe.ref.address)
 
 
 async def test_a_ref_decoded_twice_is_the_same_object(make_system: MakeSystem) -> None:
@@ -286,6 +321,34 @@ async def test_tell_after_shutdown_is_a_dead_letter(make_system: MakeSystem) -> 
     before = a.statistics().dead_letters
     ref.tell(Num(1))
     assert a.statistics().dead_letters == before + 1
+
+
+async def test_a_tell_leaves_at_once_after_each_answer_and_a_burst_in_one_frame(
+    make_system: MakeSystem,
+) -> None:
+    a, b = await make_system(), await make_system()
+    b.spawn(echo_behavior(), "echo")
+    answers = Recorder(a, "answers")
+    echo = a.resolve(b.address + "/user/echo")
+    await a.ask(echo, lambda reply_to: Echo("connect", reply_to), timeout=WAIT)
+
+    def frames_sent() -> int:
+        (peer,) = a.remote_statistics().peers
+        return peer.frames_sent
+
+    for n in range(3):
+        # Each answer from the peer re-arms the direct send: every request is written at once.
+        before = frames_sent()
+        echo.tell(Echo(str(n), answers.ref))
+        assert frames_sent() == before + 1
+        assert await answers.wait_count(n + 1) == [Reply(str(i)) for i in range(n + 1)]
+    # Told in one turn: the first at once, the others queued, then one frame for all of them.
+    before = frames_sent()
+    for n in range(3, 10):
+        echo.tell(Echo(str(n), answers.ref))
+    assert frames_sent() == before + 1
+    assert await answers.wait_count(10) == [Reply(str(n)) for n in range(10)]
+    assert frames_sent() == before + 2
 
 
 async def test_a_request_is_handled_within_the_callback_that_delivers_it(

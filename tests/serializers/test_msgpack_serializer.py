@@ -249,6 +249,37 @@ def test_register_after_encoding_with_refs_changes_the_wire_name(
     assert b"pinned.later" not in before and b"pinned.later" in after
 
 
+def test_register_changes_the_wire_name_for_every_codec_met_before(
+    serializer: MsgpackSerializer,
+) -> None:
+    first, second = FakeRefCodec(), FakeRefCodec()
+    serializer.encode(PlacedV1("x"), first)
+    serializer.encode(PlacedV1("x"), second)
+    serializer.register(PlacedV1, name="pinned.later")
+    assert b"pinned.later" in serializer.encode(PlacedV1("x"), first)
+    assert b"pinned.later" in serializer.encode(PlacedV1("x"), second)
+
+
+def test_codecs_used_in_turn_each_write_and_read_their_own_refs(
+    serializer: MsgpackSerializer,
+) -> None:
+    class Prefixing(FakeRefCodec):
+        def __init__(self, prefix: str) -> None:
+            super().__init__()
+            self.prefix = prefix
+
+        def to_wire(self, ref: Any) -> str:
+            return self.prefix + super().to_wire(ref)
+
+    first, second = Prefixing("1:"), Prefixing("2:")
+    for _ in range(2):
+        for codec in (first, second):
+            data = serializer.encode([FakeRef("/user/a")], codec)
+            assert serializer.decode(data, codec) == [FakeRef(codec.prefix + "/user/a")]
+    assert first.resolved == ["1:/user/a"] * 2
+    assert second.resolved == ["2:/user/a"] * 2
+
+
 def test_a_class_defined_in_a_function_needs_a_pinned_name(
     serializer: MsgpackSerializer,
 ) -> None:

@@ -79,6 +79,51 @@ async def test_frames_sent_in_one_turn_leave_in_at_most_two_writes() -> None:
         assert writes == [8, 499 * 8]
 
 
+async def test_a_frame_leaves_at_once_again_once_the_peer_has_answered() -> None:
+    # Request/reply needs no end-of-turn callback: after a frame written at once, the next one
+    # waits for the flush, unless the peer's data arrived in between.
+    transport = TCPTransport()
+    served: asyncio.Queue[Connection] = asyncio.Queue()
+    finished = asyncio.Event()
+
+    async def hand_over(connection: Connection) -> None:
+        await served.put(connection)
+        await finished.wait()  # the connection stays open while the test uses it
+
+    listener = await transport.listen(LOCAL, hand_over)
+    async with listener, await transport.connect(listener.address) as client:
+        assert isinstance(client, StreamConnection) and client._transport is not None
+        server = await served.get()
+        socket_transport = client._transport
+        writes: list[int] = []
+        original = socket_transport.write
+
+        def counting_write(data: Any) -> None:  # a spy on asyncio's transport, not on casty
+            writes.append(len(data))
+            original(data)
+
+        socket_transport.write = counting_write  # type: ignore[method-assign]
+        client.send(b"req1")
+        assert writes == [8]  # an idle socket: at once
+        loop = asyncio.get_running_loop()
+        later: asyncio.Future[list[int]] = loop.create_future()
+
+        def send_in_a_later_turn() -> None:
+            client.send(b"req2")
+            later.set_result(list(writes))
+
+        loop.call_soon(send_in_a_later_turn)
+        assert await later == [8]  # no answer yet: it waits for the end-of-turn flush
+        assert await receive_exactly(server, 2) == [b"req1", b"req2"]
+        assert writes == [8, 8]
+        server.send(b"rep")
+        assert await receive_exactly(client, 1) == [b"rep"]
+        client.send(b"req3")
+        assert writes == [8, 8, 8]  # the peer answered: at once again
+        assert await receive_exactly(server, 1) == [b"req3"]
+        finished.set()
+
+
 async def test_listening_on_a_taken_port_raises_connect_failed() -> None:
     transport = TCPTransport()
     listener = await transport.listen(LOCAL, echo)
