@@ -49,6 +49,7 @@ class _Shard:
     diverged: bool = False  # holds another history than the shard's primary for some id
     # Durable bookkeeping (with a journal only).
     loading: asyncio.Future[None] | None = None  # the rebuild from the stream
+    ready: bool = False  # the rebuild finished (`load` returns at once)
     stored_fence: int = 0  # the fence the stream promises (its fence and epoch facts)
     stored_epoch: int = 0
     stored_diverged: bool = False
@@ -110,6 +111,13 @@ class ShardLedger:
             return
         await asyncio.shield(loading)  # shared by every caller: one caller's cancel stops none
 
+    def loaded(self, shard_id: int) -> bool:
+        """Whether `load` of ``shard_id`` has finished (it would return at once)."""
+        if self._journal is None:
+            return True
+        shard = self._shards.get(shard_id)
+        return shard is not None and shard.ready
+
     async def _rebuild(self, shard_id: int, shard: _Shard) -> None:
         journal = self._journal
         assert journal is not None
@@ -130,6 +138,7 @@ class ShardLedger:
             numbers = await asyncio.gather(*(journal.highest_sequence_nr(p) for p in ids))
             for pid, highest in zip(ids, numbers, strict=True):
                 shard.highest[pid] = max(shard.highest.get(pid, 0), highest)
+        shard.ready = True
 
     async def _append(self, shard_id: int, shard: _Shard, fact: dict[str, object]) -> None:
         """Write ``fact`` to the shard's stream; facts appended meanwhile share one write."""
@@ -214,6 +223,27 @@ class ShardLedger:
         if self._journal is not None:
             await self._append(shard_id, shard, {"held": persistence_id})
         shard.highest.setdefault(persistence_id, 0)
+
+    def holds(self, shard_id: int, persistence_id: str) -> bool:
+        """Whether ``persistence_id`` is listed under ``shard_id`` (`hold` would return at once)."""
+        shard = self._shards.get(shard_id)
+        return shard is not None and persistence_id in shard.highest
+
+    def record_now(self, shard_id: int, epoch: int, persistence_id: str, highest: int) -> bool:
+        """`record` when it needs no wait (the shard is loaded, ``epoch`` adds no fact): True
+        when recorded; False when the caller must ``await record(...)`` instead."""
+        shard = self._shards.get(shard_id)
+        if shard is None or (
+            self._journal is not None and (not shard.ready or epoch > shard.stored_epoch)
+        ):
+            return False
+        if epoch > shard.fence:
+            shard.fence = epoch
+        if epoch > shard.epoch:
+            shard.epoch = epoch
+        if highest > shard.highest.get(persistence_id, 0):
+            shard.highest[persistence_id] = highest
+        return True
 
     async def record(self, shard_id: int, epoch: int, persistence_id: str, highest: int) -> None:
         """This node's journal holds ``persistence_id`` up to ``highest``, pushed or written at

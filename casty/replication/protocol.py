@@ -6,7 +6,9 @@
    `ReplicaBehind` when it misses earlier entries (the primary then sends those from its
    journal, followed by the batch: catch-up from the replica's highest + 1), `ReplicaFenced`
    when it has stored a higher epoch for the id (the primary is stale and must stop writing),
-   or `ReplicaDiverged` when it holds a different entry at a number it was sent.
+   or `ReplicaDiverged` when it holds a different entry at a number it was sent. A node's
+   pushes to one store travel in `ReplicateBatch` messages (the pushes of many entities at
+   once), answered by one `ReplicatedBatch` carrying each push's answer.
 3. `GetShardProgress` / `ShardProgress`: the coordinator, before promoting a replica of a lost
    primary's shard, asks each replica region's store how advanced its copy of the shard is and
    promotes the most advanced; the question also fences the store at the coming epoch.
@@ -20,6 +22,7 @@ have defaults, so an older node can still read a newer message.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +38,9 @@ __all__ = [
     "ReplicaFenced",
     "ReplicaHighest",
     "Replicate",
+    "ReplicateBatch",
     "Replicated",
+    "ReplicatedBatch",
     "ShardProgress",
 ]
 
@@ -59,6 +64,58 @@ class Replicate:
     def with_reply_to(self, reply_to: Any) -> Replicate:
         """This message with ``reply_to`` set (an ask's request factory)."""
         return Replicate(self.entries, reply_to, self.batch, self.shard, self.epoch)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicateBatch:
+    """A node's primaries to one replica store: several `Replicate` pushes in one message; the
+    store handles them as if they came one by one, in order, and answers one `ReplicatedBatch`
+    to ``reply_to`` once all are handled.
+
+    ``rows`` holds the pushes flat, one list of plain values per push (`batch_of` builds it,
+    `pushes` reads it back): a serializer then writes the whole batch as one object, instead
+    of three nested ones (push, tuple, entry) per push.
+    """
+
+    rows: list[list[Any]]
+    reply_to: Any
+
+    @staticmethod
+    def batch_of(pushes: Sequence[Replicate], reply_to: Any) -> ReplicateBatch:
+        """The batch of ``pushes`` (their ``reply_to`` is dropped), answered to ``reply_to``."""
+        rows = []
+        for push in pushes:
+            row: list[Any] = [push.shard, push.epoch, push.batch]
+            for e in push.entries:
+                row += (e.persistence_id, e.sequence_nr, e.payload, e.serializer, e.manifest,
+                        e.epoch, e.timestamp_ms)  # fmt: skip
+            rows.append(row)
+        return ReplicateBatch(rows, reply_to)
+
+    def pushes(self) -> list[Replicate]:
+        """The pushes ``rows`` holds, in order (``reply_to`` None in each).
+
+        Raises:
+            ValueError, TypeError: a malformed row.
+        """
+        pushes = []
+        for row in self.rows:
+            shard, epoch, batch = row[0], row[1], row[2]
+            if (len(row) - 3) % 7:
+                raise ValueError(f"a push row of {len(row)} values")
+            entries = tuple([JournalEntry(*row[i : i + 7]) for i in range(3, len(row), 7)])
+            pushes.append(Replicate(entries, None, batch, shard, epoch))
+        return pushes
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicatedBatch:
+    """Answer to `ReplicateBatch`: ``answers[i]`` answers ``pushes[i]``: an int ``n`` stands
+    for ``Replicated(<its id>, n)`` (the usual answer, kept small on the wire), otherwise a
+    `ReplicaBehind`, `ReplicaFenced` or `ReplicaDiverged`, or None when the store could not
+    handle it (its journal failed: nothing is confirmed)."""
+
+    answers: tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)

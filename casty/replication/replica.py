@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -24,7 +22,9 @@ from casty.replication.protocol import (
     ReplicaFenced,
     ReplicaHighest,
     Replicate,
+    ReplicateBatch,
     Replicated,
+    ReplicatedBatch,
     ShardProgress,
 )
 
@@ -39,7 +39,8 @@ def replica_store(journal: Journal, ledger: ShardLedger | None = None) -> Behavi
     """A replica store over ``journal`` (the node's own journal); spawn one per node.
 
     It handles `Replicate` (answering `Replicated`, `ReplicaBehind` or `ReplicaFenced` to the
-    message's ``reply_to``, or nothing when ``reply_to`` is None), `GetReplicaHighest`,
+    message's ``reply_to``, or nothing when ``reply_to`` is None), `ReplicateBatch` (its pushes
+    as many `Replicate`, answered together by one `ReplicatedBatch`), `GetReplicaHighest`,
     `ReadReplica` and `GetShardProgress`. The pushes of one id are stored one after the other,
     in the order they arrive; pushes of different ids are stored at once (the journal's group
     commit batches them), and the other messages are answered after every push received
@@ -57,8 +58,9 @@ def replica_store(journal: Journal, ledger: ShardLedger | None = None) -> Behavi
     (`ReplicaFenced`), and the journal refuses them too (`StaleEpoch`); a push for a shard
     whose primary epoch is older than the shard's fence (the newest epoch the store has seen
     for the shard, from a push or from `GetShardProgress`) is refused too, whatever the id. A
-    failing journal (`JournalUnavailable`) gets no answer: the primary's write then times out
-    (`ReplicationTimeout`), which is the honest outcome.
+    failing journal (`JournalUnavailable`) gets no answer (None in a batch's answers): the
+    primary's write then fails with `ReplicationTimeout` (nothing confirmed, result unknown),
+    which is the honest outcome.
     """
     shards = ShardLedger() if ledger is None else ledger
     # The last push of each id still being stored: pushes of one id run one after the other,
@@ -66,24 +68,34 @@ def replica_store(journal: Journal, ledger: ShardLedger | None = None) -> Behavi
     pushing: dict[str, asyncio.Future[None]] = {}
     tails: dict[str, tuple[int, int]] = {}  # id -> (number, epoch) of the last entry it wrote
 
-    async def push(msg: Replicate, previous: asyncio.Future[None] | None) -> None:
-        if previous is not None:
-            await asyncio.wait([previous])
+    async def push(
+        msg: Replicate, previous: asyncio.Future[None] | None, batch: _Answers | None, index: int
+    ) -> None:
+        """Store ``msg``, then answer it (alone, or as item ``index`` of ``batch``); no answer
+        (None in a batch) when the journal fails: nothing is confirmed."""
+        pid = msg.entries[0].persistence_id
+        answer: object = None
         try:
+            if previous is not None:
+                await asyncio.wait([previous])
             answer = await _push(journal, shards, msg, tails)
         except (JournalUnavailable, ResourceClosed) as exc:
-            # No answer: the asker times out, which tells it the truth (nothing confirmed).
             _log.warning("replica store could not use its journal: %s", exc)
-            return
         except Exception:
             _log.exception("replica store failed to store a push; not answered")
-            return
-        if msg.reply_to is not None:
+        finally:
+            if pushing.get(pid) is asyncio.current_task():
+                del pushing[pid]
+        if batch is not None:
+            batch.answer(index, answer)
+        elif msg.reply_to is not None and answer is not None:
             msg.reply_to.tell(answer)
 
-    def forget(pid: str, task: asyncio.Future[None]) -> None:
-        if pushing.get(pid) is task:
-            del pushing[pid]
+    def start(msg: Replicate, batch: _Answers | None = None, index: int = 0) -> None:
+        """Store ``msg`` after the pushes of its id received before it."""
+        pid = msg.entries[0].persistence_id
+        loop = asyncio.get_running_loop()
+        pushing[pid] = loop.create_task(push(msg, pushing.get(pid), batch, index))
 
     async def pushed(*pids: str) -> None:
         """Wait for the pushes received so far (of ``pids``, or all)."""
@@ -92,12 +104,26 @@ def replica_store(journal: Journal, ledger: ShardLedger | None = None) -> Behavi
             await asyncio.wait(waiting)
 
     async def receive(ctx: ActorContext[Any], msg: Any) -> Behavior[Any]:
+        if isinstance(msg, ReplicateBatch):
+            # Every push of the batch is stored at once (one journal round, mostly), and one
+            # message answers them all, once the last is stored.
+            try:
+                pushes = msg.pushes()
+            except (TypeError, ValueError) as exc:
+                _log.warning("replica store got a malformed batch (not answered): %s", exc)
+                return Behaviors.same()
+            batch = _Answers(msg.reply_to, len(pushes))
+            if not pushes:
+                batch.answer(-1, None)  # nothing to wait for
+            for index, request in enumerate(pushes):
+                if request.entries:
+                    start(request, batch, index)
+                else:
+                    batch.answer(index, None)
+            return Behaviors.same()
         if isinstance(msg, Replicate):
             if msg.entries:
-                pid = msg.entries[0].persistence_id
-                task = asyncio.ensure_future(push(msg, pushing.get(pid)))
-                pushing[pid] = task
-                task.add_done_callback(functools.partial(forget, pid))
+                start(msg)
             return Behaviors.same()
         try:
             if isinstance(msg, GetReplicaHighest):
@@ -130,6 +156,26 @@ def replica_store(journal: Journal, ledger: ShardLedger | None = None) -> Behavi
     return Behaviors.receive(receive)
 
 
+class _Answers:
+    """The answers of one `ReplicateBatch`, told to ``reply_to`` once all are in."""
+
+    __slots__ = ("_answers", "_left", "_reply_to")
+
+    def __init__(self, reply_to: Any, count: int) -> None:
+        self._reply_to = reply_to
+        self._answers: list[object] = [None] * count
+        self._left = count
+
+    def answer(self, index: int, answer: object) -> None:
+        """Item ``index``'s answer (index -1: none, the batch is empty)."""
+        if index >= 0:
+            # The usual answer travels as its number alone (see `ReplicatedBatch`).
+            self._answers[index] = answer.highest if type(answer) is Replicated else answer
+        self._left -= 1
+        if self._left <= 0 and self._reply_to is not None:
+            self._reply_to.tell(ReplicatedBatch(tuple(self._answers)))
+
+
 async def last_epoch(journal: Journal, persistence_id: str, highest: int) -> int:
     """The epoch of ``journal``'s entry ``highest`` of the id; 0 when it holds none."""
     async for entry in journal.replay(persistence_id, highest, highest, limit=1):
@@ -141,22 +187,27 @@ async def _push(
     journal: Journal, shards: ShardLedger, msg: Replicate, tails: dict[str, tuple[int, int]]
 ) -> object:
     """Store a push, fenced by its shard's epoch when it names one."""
-    if msg.shard < 0:
+    shard = msg.shard
+    if shard < 0:
         return await _store(journal, msg, tails)
-    await shards.load(msg.shard)
-    fence = shards.fence(msg.shard)
+    if not shards.loaded(shard):  # the usual push skips the ledger's awaits
+        await shards.load(shard)
+    fence = shards.fence(shard)
+    pid = msg.entries[0].persistence_id
     if msg.epoch < fence:
         _log.info(
             "replica store refused a push of shard %d at epoch %d: fenced at epoch %d",
-            msg.shard,
+            shard,
             msg.epoch,
             fence,
         )
-        return ReplicaFenced(msg.entries[0].persistence_id, fence, msg.batch)
-    await shards.hold(msg.shard, msg.entries[0].persistence_id)  # before its first entry
+        return ReplicaFenced(pid, fence, msg.batch)
+    if not shards.holds(shard, pid):
+        await shards.hold(shard, pid)  # before its first entry
     answer = await _store(journal, msg, tails)
     if isinstance(answer, Replicated):
-        await shards.record(msg.shard, msg.epoch, answer.persistence_id, answer.highest)
+        if not shards.record_now(shard, msg.epoch, pid, answer.highest):
+            await shards.record(shard, msg.epoch, pid, answer.highest)
     elif isinstance(answer, ReplicaDiverged):
         await shards.mark_diverged(msg.shard)
     return answer
@@ -181,8 +232,11 @@ async def _store(journal: Journal, msg: Replicate, tails: dict[str, tuple[int, i
         ):
             # The usual push: one write, no read. A stale cache (the node's own primary wrote
             # since) only lags, and the journal refuses the taken number.
-            with contextlib.suppress(SequenceConflict):
+            try:
                 await journal.write(entries)
+            except SequenceConflict:
+                pass  # the full path below finds out why
+            else:
                 tails[pid] = (entries[-1].sequence_nr, first.epoch)
                 return Replicated(pid, entries[-1].sequence_nr, msg.batch)
         highest = await journal.highest_sequence_nr(pid)
