@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+import asyncio
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import fields
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from casty.abc import MAX_SEQUENCE_NR, JournalEntry, SnapshotEntry
 from casty.errors import ConfigurationError, CorruptEntry, WriteRejected
@@ -20,8 +21,11 @@ __all__ = [
     "check_write",
     "entry_error",
     "make_entry",
+    "read_ahead",
     "snapshot_from_row",
 ]
+
+R = TypeVar("R", bound=Sequence[Any])
 
 
 @runtime_checkable
@@ -41,6 +45,35 @@ class RowReplay(Protocol):
         rows whose first three items are ``(sequence_nr, payload, serializer)``, the row
         already checked (`CorruptEntry` as in `Journal.replay`)."""
         ...
+
+
+async def read_ahead(
+    fetch: Callable[[int], Awaitable[list[R]]], low: int, page: int
+) -> AsyncGenerator[list[R], None]:
+    """Pages of rows numbered ``low`` onwards, the next page read while the caller uses this one.
+
+    ``fetch(low)`` returns at most ``page`` rows, ascending, each starting with its
+    ``sequence_nr``; a shorter page is the last. While the caller decodes a page in the event
+    loop, the store (the PostgreSQL server, SQLite's worker thread) already reads the next, so
+    a replay costs about the larger of the two rather than their sum. At most two pages are
+    held at once, so memory stays bounded whatever the log's length. Errors of a page are
+    raised in order, after the pages before it were yielded.
+    """
+    rows = await fetch(low)
+    while True:
+        ahead = asyncio.ensure_future(fetch(rows[-1][0] + 1)) if len(rows) == page else None
+        try:
+            if rows:
+                yield rows
+            if ahead is None:
+                return
+            rows = await ahead
+        finally:
+            if ahead is not None:
+                if not ahead.done():
+                    ahead.cancel()  # the caller stopped early (or was cancelled)
+                elif not ahead.cancelled():
+                    ahead.exception()  # retrieved: an unread page's error is not logged
 
 
 def _text(value: object, what: str, *, empty: bool) -> None:

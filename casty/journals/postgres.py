@@ -33,6 +33,7 @@ from casty.journals._checks import (
     check_write,
     entry_error,
     make_entry,
+    read_ahead,
     snapshot_from_row,
 )
 from casty.journals._groupcommit import GroupCommit, GroupCommitStatistics, PendingWrite
@@ -679,25 +680,24 @@ class PostgresJournal(Journal):
             remaining -= page
             low = rows[-1][0] + 1
 
-    async def _replay_rows(
+    def _replay_rows(
         self, persistence_id: str, from_sequence_nr: int
     ) -> AsyncGenerator[list[asyncpg.Record], None]:
         """Recovery's fast path (see `casty.journals._checks.RowReplay`)."""
         persistence_id = check_id(persistence_id)
         low = check_bound(from_sequence_nr, "from_sequence_nr")
         page = self._page_size
-        while True:
+
+        async def fetch(low: int) -> list[asyncpg.Record]:
             rows = await self._fetch(self._sql_replay_rows, persistence_id, low, page)
             # The column types guarantee the Python types; only the serializer name can be
             # unusable.
             if not all(map(_serializer_of, rows)):
                 bad = next(row for row in rows if not row[2])
                 raise CorruptEntry(entry_error(persistence_id, bad[0]))
-            if rows:
-                yield rows
-            if len(rows) < page:
-                return
-            low = rows[-1][0] + 1
+            return rows
+
+        return read_ahead(fetch, low, page)
 
     async def highest_sequence_nr(self, persistence_id: str) -> int:
         """The high-water mark of the id (0 when never written); see `Journal`."""

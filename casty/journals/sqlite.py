@@ -33,6 +33,7 @@ from casty.journals._checks import (
     check_write,
     entry_error,
     make_entry,
+    read_ahead,
     snapshot_from_row,
 )
 from casty.journals._groupcommit import GroupCommit, GroupCommitStatistics, PendingWrite
@@ -586,23 +587,22 @@ class SQLiteJournal(Journal):
             remaining -= page
             low = rows[-1][0] + 1
 
-    async def _replay_rows(
+    def _replay_rows(
         self, persistence_id: str, from_sequence_nr: int
     ) -> AsyncGenerator[list[_Row], None]:
         """Recovery's fast path (see `casty.journals._checks.RowReplay`)."""
         persistence_id = check_id(persistence_id)
         low = check_bound(from_sequence_nr, "from_sequence_nr")
         page = self._page_size
-        while True:
+
+        async def fetch(low: int) -> list[_Row]:
             rows = await self._fetch(_REPLAY_ROWS, (persistence_id, low, page))
             if not all(map(_checked, rows)):
                 bad = next(row for row in rows if not row[3])
                 raise CorruptEntry(entry_error(persistence_id, bad[0]))
-            if rows:
-                yield rows
-            if len(rows) < page:
-                return
-            low = rows[-1][0] + 1
+            return rows
+
+        return read_ahead(fetch, low, page)
 
     async def highest_sequence_nr(self, persistence_id: str) -> int:
         """The high-water mark of the id (0 when never written); see `Journal`."""
