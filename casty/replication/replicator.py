@@ -260,9 +260,11 @@ class ReplicatedJournal(LocalReads):
             return False
         pid = entries[0].persistence_id
         if isinstance(reply, ReplicaFenced):
+            # reply.epoch is the shard's fence or the id's newest entry's epoch: the journal's
+            # own fence may be newer still, so it can even equal ours.
             raise StaleEpoch(
-                f"{pid}: replica store {store} holds epoch {reply.epoch}, newer than "
-                f"this primary's {epoch}; it has been replaced"
+                f"{pid}: replica store {store} is fenced above this primary's epoch {epoch} "
+                f"(it reports epoch {reply.epoch}); this primary has been replaced"
             )
         raise ReplicationError(f"replica store {store} cannot take {pid}: {reply!r}")
 
