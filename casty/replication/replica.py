@@ -242,6 +242,14 @@ async def _store(journal: Journal, msg: Replicate, tails: dict[str, tuple[int, i
         highest = await journal.highest_sequence_nr(pid)
         if first.sequence_nr > highest + 1:
             return ReplicaBehind(pid, highest, msg.batch)
+        if (
+            entries[-1].sequence_nr <= highest
+            and await _first_difference(journal, entries, highest) is None
+        ):
+            # Held already, entry for entry: confirming writes nothing, whatever the epoch.
+            # A promoted primary's catch-up sends its last entry of the previous epoch, and
+            # its own next write may reach this store first.
+            return Replicated(pid, highest, msg.batch)
         stored_epoch = await last_epoch(journal, pid, highest) if highest else 0
         if entries[-1].epoch < stored_epoch:
             return ReplicaFenced(pid, stored_epoch, msg.batch)

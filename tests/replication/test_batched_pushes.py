@@ -6,6 +6,7 @@ Real TCP on loopback where a message crosses nodes; the store is the real `repli
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -88,6 +89,34 @@ async def test_a_batch_answers_each_push_in_order() -> None:
         assert reply == ReplicatedBatch((2, ReplicaBehind("y", 0), ReplicaFenced("z", 3), 3))
         assert await stored(a.journal, "x") == [(1, 1), (2, 1), (3, 1)]
         assert await stored(a.journal, "z") == []
+
+
+async def test_an_entry_the_store_holds_is_confirmed_even_after_a_newer_epochs_entry() -> None:
+    """Found by a review: a promoted primary's catch-up pushes its last entry of the previous
+    epoch, and its first write at the new epoch can reach the store first. The store refused
+    the catch-up as fenced, the primary took that for being replaced and stopped syncing the
+    shard's other ids, and losing that primary later lost their acknowledged entries."""
+    async with nodes(1) as (a,):
+        first = [Replicate(entries("k", 1, 2, epoch=1), None, 0, 4, 1)]
+        assert await batch(a.system, a.store, first) == ReplicatedBatch((2,))
+        # The promoted primary's first write, sent from the entry both logs hold (log matching).
+        promoted = [
+            Replicate((*entries("k", 2, 2, epoch=1), *entries("k", 3, 3, epoch=2)), None, 0, 4, 2)
+        ]
+        assert await batch(a.system, a.store, promoted) == ReplicatedBatch((3,))
+        late_catch_up = [Replicate(entries("k", 2, 2, epoch=1), None, 0, 4, 2)]
+        assert await batch(a.system, a.store, late_catch_up) == ReplicatedBatch((3,))
+        # Fencing holds: an entry the store does not hold is refused at an older epoch, and
+        # so is anything the replaced primary (shard epoch 1) pushes.
+        other = entries("k", 2, 2, epoch=1)[0]
+        changed = (dataclasses.replace(other, payload=b"other"),)
+        reply = await batch(a.system, a.store, [Replicate(changed, None, 0, 4, 2)])
+        assert reply == ReplicatedBatch((ReplicaFenced("k", 2),))
+        old_primary = [Replicate(entries("k", 2, 2, epoch=1), None, 0, 4, 1)]
+        assert await batch(a.system, a.store, old_primary) == ReplicatedBatch(
+            (ReplicaFenced("k", 2),)
+        )
+        assert await stored(a.journal, "k") == [(1, 1), (2, 1), (3, 2)]
 
 
 async def test_a_malformed_batch_is_not_answered_and_the_store_goes_on() -> None:
