@@ -144,7 +144,8 @@ class ShardJournal(LocalReads):
         if len(replicas.stores) < replicas.config.min_acks:
             raise ReplicationError(
                 f"min_acks={replicas.config.min_acks} but the shard has "
-                f"{len(replicas.stores)} replica stores (too few other nodes); nothing was written"
+                f"{len(replicas.stores)} replica stores (too few other nodes, or the coordinator "
+                "has not given it new ones yet after a move); nothing was written"
             )
         if not entries:
             return
