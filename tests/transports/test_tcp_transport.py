@@ -57,20 +57,28 @@ async def test_sockets_have_tcp_nodelay() -> None:
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
+def counted_writes(connection: StreamConnection) -> list[int]:
+    """The sizes of the writes on ``connection``'s socket from now on (a spy on asyncio's
+    transport, not on casty)."""
+    socket_transport = connection._transport
+    assert socket_transport is not None
+    writes: list[int] = []
+    original = socket_transport.write
+
+    def counting_write(data: Any) -> None:
+        writes.append(len(data))
+        original(data)
+
+    socket_transport.write = counting_write  # type: ignore[method-assign]
+    return writes
+
+
 async def test_frames_sent_in_one_turn_leave_in_at_most_two_writes() -> None:
     transport = TCPTransport()
     listener = await transport.listen(LOCAL, echo)
     async with listener, await transport.connect(listener.address) as client:
         assert isinstance(client, StreamConnection) and client._transport is not None
-        socket_transport = client._transport
-        writes: list[int] = []
-        original = socket_transport.write
-
-        def counting_write(data: Any) -> None:  # a spy on asyncio's transport, not on casty
-            writes.append(len(data))
-            original(data)
-
-        socket_transport.write = counting_write  # type: ignore[method-assign]
+        writes = counted_writes(client)
         for i in range(500):
             client.send(i.to_bytes(4, "big"))
         echoed = await receive_exactly(client, 500)
@@ -94,15 +102,7 @@ async def test_a_frame_leaves_at_once_again_once_the_peer_has_answered() -> None
     async with listener, await transport.connect(listener.address) as client:
         assert isinstance(client, StreamConnection) and client._transport is not None
         server = await served.get()
-        socket_transport = client._transport
-        writes: list[int] = []
-        original = socket_transport.write
-
-        def counting_write(data: Any) -> None:  # a spy on asyncio's transport, not on casty
-            writes.append(len(data))
-            original(data)
-
-        socket_transport.write = counting_write  # type: ignore[method-assign]
+        writes = counted_writes(client)
         client.send(b"req1")
         assert writes == [8]  # an idle socket: at once
         loop = asyncio.get_running_loop()
