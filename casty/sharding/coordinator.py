@@ -407,6 +407,12 @@ class _Coordinator:
         if not self.compatible(msg.region, msg.type_name, msg.num_shards, msg.hash_version):
             return
         key = _key(msg.region)
+        node = node_of(key)
+        if self.view_ready and node is not None and self.view.status(node) is None:
+            # Not a member (any more): a removed node's late or retried registration would
+            # stay in the table until the next membership change, since only changes sweep.
+            # A region of a node that joins retries once our view has its node.
+            return
         region = self.regions.get(key)
         if region is None:
             region = self.regions[key] = _Region(msg.region, node_of(key), frozenset(msg.roles))

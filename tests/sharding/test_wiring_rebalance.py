@@ -21,7 +21,14 @@ from sharding_harness import (
 )
 
 from casty import ActorContext, Behavior, Behaviors, ShardEnvelope
-from casty.sharding import ShardingSettings, StartEntity, wait_registered
+from casty.sharding import (
+    HASH_VERSION,
+    ShardingSettings,
+    StartEntity,
+    coordinator_name,
+    wait_registered,
+)
+from casty.sharding.messages import RegisterRegion
 
 pytestmark = pytest.mark.slow
 
@@ -182,5 +189,29 @@ async def test_remembered_entities_restart_where_their_shard_moves() -> None:
         await wait_until(lambda: all(len(starts[e]) == 2 for e in on_second), timeout=10.0)
         assert all(starts[e][-1] == nodes[0].system.address for e in on_second)
         assert await hosted_entities(nodes[0].system, regions[0]) == set(ENTITIES)
+    finally:
+        await stop_all(nodes, leave=False)
+
+
+async def test_the_coordinator_ignores_a_registration_from_a_node_that_is_not_a_member() -> None:
+    # A removed node's region may still be retrying its registration (a node that left stays
+    # up until its owner stops it); once its node is gone from the membership, nothing would
+    # sweep the region out of the table again, so it is never added.
+    nodes = await start_cluster(2)
+    try:
+        behavior = Behaviors.sharded(recording({}, {}), num_shards=8, settings=FAST)
+        regions = [n.system.spawn(behavior, "ghosts") for n in nodes]
+        for n, region in zip(nodes, regions, strict=True):
+            await wait_registered(n.system, region)
+        system = nodes[0].system  # the oldest: it runs the coordinator
+        ghost = system.resolve(f"casty://{system.name}@127.0.0.1:1/user/ghosts")
+        coordinator = system.resolve(f"/system/{coordinator_name('ghosts')}")
+        coordinator.tell(RegisterRegion(ghost, "ghosts", 8, HASH_VERSION))
+        coordinator.tell(RegisterRegion(regions[1], "ghosts", 8, HASH_VERSION))  # a member's
+        state = await coordinator_state(system, "ghosts")  # asked after both were handled
+        assert state is not None and state.active
+        keys = {key for key, _ in state.regions}
+        assert str(regions[1].address) in keys
+        assert str(ghost.address) not in keys
     finally:
         await stop_all(nodes, leave=False)
