@@ -242,10 +242,9 @@ async def _store(journal: Journal, msg: Replicate, tails: dict[str, tuple[int, i
         highest = await journal.highest_sequence_nr(pid)
         if first.sequence_nr > highest + 1:
             return ReplicaBehind(pid, highest, msg.batch)
-        if (
-            entries[-1].sequence_nr <= highest
-            and await _first_difference(journal, entries, highest) is None
-        ):
+        overlaps = first.sequence_nr <= highest
+        diverged = await _first_difference(journal, entries, highest) if overlaps else None
+        if overlaps and diverged is None and entries[-1].sequence_nr <= highest:
             # Held already, entry for entry: confirming writes nothing, whatever the epoch.
             # A promoted primary's catch-up sends its last entry of the previous epoch, and
             # its own next write may reach this store first.
@@ -253,8 +252,7 @@ async def _store(journal: Journal, msg: Replicate, tails: dict[str, tuple[int, i
         stored_epoch = await last_epoch(journal, pid, highest) if highest else 0
         if entries[-1].epoch < stored_epoch:
             return ReplicaFenced(pid, stored_epoch, msg.batch)
-        if first.sequence_nr <= highest:
-            diverged = await _first_difference(journal, entries, highest)
+        if overlaps:
             if diverged is not None:
                 return ReplicaDiverged(pid, diverged, msg.batch)
         elif highest and stored_epoch != first.epoch:
