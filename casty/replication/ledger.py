@@ -237,12 +237,7 @@ class ShardLedger:
             self._journal is not None and (not shard.ready or epoch > shard.stored_epoch)
         ):
             return False
-        if epoch > shard.fence:
-            shard.fence = epoch
-        if epoch > shard.epoch:
-            shard.epoch = epoch
-        if highest > shard.highest.get(persistence_id, 0):
-            shard.highest[persistence_id] = highest
+        _note(shard, epoch, persistence_id, highest)
         return True
 
     async def record(self, shard_id: int, epoch: int, persistence_id: str, highest: int) -> None:
@@ -251,10 +246,7 @@ class ShardLedger:
         is acknowledged: a higher epoch is kept across a restart."""
         await self.load(shard_id)
         shard = self._shard(shard_id)
-        shard.fence = max(shard.fence, epoch)
-        shard.epoch = max(shard.epoch, epoch)
-        if highest > shard.highest.get(persistence_id, 0):
-            shard.highest[persistence_id] = highest
+        _note(shard, epoch, persistence_id, highest)
         if self._journal is not None and epoch > shard.stored_epoch:
             await self._append(shard_id, shard, {"epoch": epoch})
             shard.stored_epoch = max(shard.stored_epoch, epoch)
@@ -287,3 +279,14 @@ class ShardLedger:
         """The ids of ``shard_id`` recorded here."""
         shard = self._shards.get(shard_id)
         return frozenset(() if shard is None else shard.highest)
+
+
+def _note(shard: _Shard, epoch: int, persistence_id: str, highest: int) -> None:
+    """Raise ``shard``'s fence and epoch to ``epoch`` and the id's highest to ``highest``, in
+    memory (`ShardLedger.record` stores a new epoch too)."""
+    if epoch > shard.fence:
+        shard.fence = epoch
+    if epoch > shard.epoch:
+        shard.epoch = epoch
+    if highest > shard.highest.get(persistence_id, 0):
+        shard.highest[persistence_id] = highest
