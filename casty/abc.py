@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
+import casty.errors
+
 __all__ = [
     "Address",
     "Connection",
@@ -177,12 +179,15 @@ class JournalCapabilities:
         durable: acknowledged writes survive closing and reopening the storage.
         snapshots: `save_snapshot` / `load_snapshot` / `delete_snapshots` are implemented.
         concurrent_writers: several journal objects (or processes) may open the same storage.
+        replace_suffix: `Journal.replace_suffix` is implemented (the default raises
+            `WriteRejected`).
     """
 
     atomic_batches: bool = True
     durable: bool = True
     snapshots: bool = True
     concurrent_writers: bool = True
+    replace_suffix: bool = False
 
 
 class _Closeable(ABC):
@@ -274,8 +279,43 @@ class Journal(_Closeable):
     async def highest_sequence_nr(self, persistence_id: str) -> int:
         """The highest sequence number ever written for the id; 0 when none.
 
-        Never decreases, even after `delete_to` removed every entry.
+        Never decreases, except through `replace_suffix`; `delete_to` leaves it in place, even
+        when it removed every entry.
         """
+
+    async def replace_suffix(self, entries: Sequence[JournalEntry]) -> None:
+        """Replace the id's entries from ``entries[0].sequence_nr`` on with ``entries``.
+
+        Raft's "delete the conflicting entry and all that follow it, then append" (Ongaro and
+        Ousterhout 2014, section 5.3), for replication. Let ``n = entries[0].sequence_nr``. In
+        one step, all or nothing (cancellation included, as for `write`): the id's entries
+        with ``sequence_nr >= n`` and its snapshots with ``sequence_nr >= n`` (built from the
+        replaced entries) are deleted, then ``entries`` are stored. Afterwards
+        `highest_sequence_nr` is ``entries[-1].sequence_nr``, lower than before when the new
+        suffix is shorter (the only operation that lowers it), and later writes are fenced by
+        ``entries[-1].epoch``. Entries below ``n`` are untouched; entries deleted by
+        `delete_to` stay deleted. ``n == highest_sequence_nr + 1`` is a plain append. New
+        entries get new places in any global ordering the journal keeps. Serialised with
+        concurrent `write` calls to the id: the log ends as if one ran after the other.
+
+        Args:
+            entries: non-empty; one persistence id, consecutive sequence numbers, epochs that
+                never decrease (unlike `write`, they may span several epochs).
+
+        Raises:
+            WriteRejected: empty, mixed ids, non-consecutive numbers, decreasing epochs, a field
+                of the wrong type; or the journal does not implement this operation (the
+                default here, for journals whose ``capabilities.replace_suffix`` is false).
+            SequenceConflict: ``n > highest_sequence_nr + 1`` (it would leave a gap).
+            StaleEpoch: never replace newer with older: ``n <= highest_sequence_nr`` and the
+                id's stored epoch (that of its highest entry, which the call deletes; it
+                survives `delete_to`) is above ``entries[-1].epoch``; or ``entries[0].epoch``
+                is below the epoch of the kept entry ``n - 1`` (for a plain append: below the
+                id's stored epoch, as for `write`). Nothing is changed.
+            JournalUnavailable: the store failed; nothing of this call is known to be done.
+            ResourceClosed: after `aclose`.
+        """
+        raise casty.errors.WriteRejected(f"{type(self).__name__} cannot replace entries")
 
     @abstractmethod
     async def delete_to(self, persistence_id: str, to_sequence_nr: int) -> None:

@@ -15,6 +15,7 @@ __all__ = [
     "check_bound",
     "check_id",
     "check_limit",
+    "check_replace",
     "check_replay",
     "check_snapshot",
     "check_snapshot_query",
@@ -114,13 +115,15 @@ def _check_text(value: object, what: str, *, empty: bool) -> None:
         _STORABLE.add(value)
 
 
-def check_write(entries: Sequence[JournalEntry]) -> str:
+def check_write(entries: Sequence[JournalEntry], *, one_epoch: bool = True) -> str:
     """Check a non-empty `Journal.write` batch and return its persistence id.
+
+    With ``one_epoch=False`` (`check_replace`) the epochs may differ but must not decrease.
 
     Raises:
         WriteRejected: a non-entry, mixed persistence ids, sequence numbers that are not
-            consecutive or out of 1..MAX_SEQUENCE_NR, mixed epochs, or a field of the wrong
-            type.
+            consecutive or out of 1..MAX_SEQUENCE_NR, mixed (or, with ``one_epoch=False``,
+            decreasing) epochs, or a field of the wrong type.
     """
     first = entries[0]
     if type(first) is not JournalEntry:
@@ -156,12 +159,33 @@ def check_write(entries: Sequence[JournalEntry]) -> str:
         if type(manifest) is not str or (manifest and manifest not in storable):
             _check_text(manifest, "manifest", empty=True)
         if entry.epoch != epoch:
-            raise WriteRejected(f"one write must carry one epoch, got {epoch} and {entry.epoch!r}")
+            if one_epoch:
+                raise WriteRejected(
+                    f"one write must carry one epoch, got {epoch} and {entry.epoch!r}"
+                )
+            _int(entry.epoch, "epoch", 0)
+            if entry.epoch < epoch:
+                raise WriteRejected(f"epochs must not decrease, got {epoch} then {entry.epoch}")
+            epoch = entry.epoch
         timestamp_ms = entry.timestamp_ms
         if type(timestamp_ms) is not int or not 0 <= timestamp_ms <= MAX_SEQUENCE_NR:
             _int(timestamp_ms, "timestamp_ms", 0)
     _int(entries[-1].sequence_nr, "sequence_nr", 1)
     return persistence_id
+
+
+def check_replace(entries: Sequence[JournalEntry]) -> str:
+    """Check the input of `Journal.replace_suffix` and return its persistence id.
+
+    Raises:
+        WriteRejected: empty (or not a sequence), or as `check_write` with epochs that may
+            differ but never decrease.
+    """
+    if not isinstance(entries, Sequence):
+        raise WriteRejected(f"expected a sequence of JournalEntry, got {type(entries).__name__}")
+    if not entries:
+        raise WriteRejected("replace_suffix needs at least one entry")
+    return check_write(entries, one_epoch=False)
 
 
 def check_snapshot(snapshot: SnapshotEntry) -> None:

@@ -14,6 +14,7 @@ from casty.errors import ConfigurationError, ResourceClosed, SequenceConflict, S
 from casty.journals._checks import (
     check_bound,
     check_id,
+    check_replace,
     check_replay,
     check_snapshot,
     check_snapshot_query,
@@ -61,14 +62,14 @@ class InMemoryJournal(Journal):
     are case-insensitive, so ``memory://A`` and ``memory://a`` share one store). No query
     options. Extra: none.
 
-    Capabilities: atomic batches, snapshots, concurrent writers (instances sharing a name);
-    ``durable`` holds only within the process, for named stores.
+    Capabilities: atomic batches, snapshots, concurrent writers (instances sharing a name),
+    `replace_suffix`; ``durable`` holds only within the process, for named stores.
 
     Args:
         name: the shared store's name, or ``None`` for a private store.
     """
 
-    capabilities: ClassVar[JournalCapabilities] = JournalCapabilities()
+    capabilities: ClassVar[JournalCapabilities] = JournalCapabilities(replace_suffix=True)
 
     def __init__(self, name: str | None = None) -> None:
         if name is not None and (type(name) is not str or not name):
@@ -133,6 +134,49 @@ class InMemoryJournal(Journal):
         log.entries.extend(entries)
         log.highest = entries[-1].sequence_nr
         log.max_epoch = epoch
+
+    async def replace_suffix(self, entries: Sequence[JournalEntry]) -> None:
+        """Replace the entries from ``entries[0].sequence_nr`` on; see `Journal.replace_suffix`.
+
+        Completes without suspending, so it is atomic even under cancellation.
+        """
+        store = self._open_store()
+        persistence_id = check_replace(entries)
+        log = store.logs.get(persistence_id)
+        if log is None:
+            log = store.logs[persistence_id] = _Log()
+        first = entries[0]
+        n = first.sequence_nr
+        if n > log.highest + 1:
+            raise SequenceConflict(
+                f"{persistence_id!r}: sequence_nr {n} would leave a gap (the highest written "
+                f"is {log.highest})"
+            )
+        start = bisect_left(log.entries, n, key=_sequence_nr)
+        # Epochs never decrease along a log, so the highest entry (stored or deleted) holds
+        # the id's stored epoch: it is among the replaced ones unless this is a plain append.
+        if n == log.highest + 1:
+            below, replaced = log.max_epoch, 0  # a plain append: fenced as a write is
+        else:
+            kept = log.entries[start - 1] if start else None
+            below = kept.epoch if kept is not None and kept.sequence_nr == n - 1 else 0
+            replaced = log.max_epoch
+        last = entries[-1].epoch
+        if replaced > last:
+            raise StaleEpoch(
+                f"{persistence_id!r}: a replaced entry has epoch {replaced}, newer than the "
+                f"replacement's {last}"
+            )
+        if first.epoch < below:
+            raise StaleEpoch(
+                f"{persistence_id!r}: epoch {first.epoch} is older than the kept entry's {below}"
+            )
+        del log.entries[start:]
+        log.entries.extend(entries)
+        log.highest = entries[-1].sequence_nr
+        log.max_epoch = last
+        for sequence_nr in [nr for nr in log.snapshots if nr >= n]:
+            del log.snapshots[sequence_nr]
 
     async def replay(
         self,

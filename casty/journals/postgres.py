@@ -27,6 +27,7 @@ from casty.errors import (
 from casty.journals._checks import (
     check_bound,
     check_id,
+    check_replace,
     check_replay,
     check_snapshot,
     check_snapshot_query,
@@ -231,7 +232,7 @@ class PostgresJournal(Journal):
     as ``sslmode``) goes to asyncpg. Pass secrets and an ``ssl`` context as keyword options.
     Extra: ``pip install 'casty[postgres]'``.
 
-    Capabilities: atomic batches, durable, snapshots, concurrent writers.
+    Capabilities: atomic batches, durable, snapshots, concurrent writers, `replace_suffix`.
 
     Args:
         dsn: a libpq connection URL for asyncpg.
@@ -251,7 +252,7 @@ class PostgresJournal(Journal):
         ConfigurationError: an option is out of range (at construction; no I/O happens then).
     """
 
-    capabilities: ClassVar[JournalCapabilities] = JournalCapabilities()
+    capabilities: ClassVar[JournalCapabilities] = JournalCapabilities(replace_suffix=True)
 
     def __init__(
         self,
@@ -307,6 +308,25 @@ class PostgresJournal(Journal):
         self._sql_write_one = _write_one(table)
         self._sql_write_many = _write_many(table)
         self._sql_delete_to = _delete_to(table)
+        self._sql_lock = f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"
+        self._sql_epoch_at = (
+            f"SELECT epoch FROM {table} WHERE persistence_id = $1 AND sequence_nr = $2"
+            " AND NOT deleted"
+        )
+        self._sql_delete_from = (
+            f"DELETE FROM {table} WHERE persistence_id = $1 AND sequence_nr >= $2"
+        )
+        self._sql_delete_snapshots_from = (
+            f"DELETE FROM {table}_snapshots WHERE persistence_id = $1 AND sequence_nr >= $2"
+        )
+        self._sql_insert = f"""
+INSERT INTO {table} (persistence_id, sequence_nr, epoch, timestamp_ms, serializer, manifest,
+                     payload)
+SELECT $1, e.sequence_nr, e.epoch, e.timestamp_ms, e.serializer, e.manifest, e.payload
+FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bytea[])
+    WITH ORDINALITY AS e(sequence_nr, epoch, timestamp_ms, serializer, manifest, payload, ord)
+ORDER BY e.ord
+"""
         self._sql_newest = (
             f"SELECT sequence_nr, epoch FROM {table} WHERE persistence_id = $1"
             " ORDER BY sequence_nr DESC LIMIT 1"
@@ -577,10 +597,90 @@ class PostgresJournal(Journal):
         with self._errors():
             await pool.execute(sql, *args)
 
+    async def replace_suffix(self, entries: Sequence[JournalEntry]) -> None:
+        """Replace the entries from ``entries[0].sequence_nr`` on; see `Journal.replace_suffix`.
+
+        One transaction on a pool connection. It first takes ``LOCK TABLE <table> IN SHARE
+        ROW EXCLUSIVE MODE``: writes (every process's, every id's) wait for it, and it waits
+        for writes in flight, so no write interleaves with it; the lock lasts only this short
+        transaction (one round trip per statement). A call cancelled or failing in the
+        store closes its connection, and the server rolls the transaction back.
+
+        Raises:
+            WriteRejected, SequenceConflict, StaleEpoch, ResourceClosed: see
+                `Journal.replace_suffix`.
+            JournalUnavailable: the server failed or timed out (``command_timeout``); a
+                connection lost while committing leaves the outcome unknown, as for `write`.
+        """
+        pool = await self._get_pool()
+        persistence_id = check_replace(entries)
+        await self._replace(pool, persistence_id, entries)
+
+    async def _replace(
+        self, pool: asyncpg.Pool, persistence_id: str, entries: Sequence[JournalEntry]
+    ) -> None:
+        if asyncio.current_task() is None:  # the pool may open a connection: see _in_task
+            return await _in_task(self._replace(pool, persistence_id, entries))
+        with self._errors():
+            async with pool.acquire() as connection:
+                transaction = connection.transaction()
+                try:
+                    await transaction.start()
+                    await self._replace_on(connection, persistence_id, entries)
+                    await transaction.commit()
+                except (SequenceConflict, StaleEpoch):
+                    await transaction.rollback()  # nothing changed yet; releases the lock
+                    raise
+                except BaseException:
+                    connection.terminate()  # its state is unknown; the server rolls back
+                    raise
+
+    async def _replace_on(
+        self, connection: asyncpg.Connection, persistence_id: str, entries: Sequence[JournalEntry]
+    ) -> None:
+        n = entries[0].sequence_nr
+        first, last = entries[0].epoch, entries[-1].epoch
+        await connection.execute(self._sql_lock)
+        newest = await connection.fetchrow(self._sql_newest, persistence_id)
+        highest, stored = (newest[0], newest[1]) if newest else (0, 0)
+        if n > highest + 1:
+            raise SequenceConflict(
+                f"{persistence_id!r}: sequence_nr {n} would leave a gap (the highest written "
+                f"is {highest})"
+            )
+        # The newest row (a tombstone after delete_to) holds the id's epoch; it is replaced
+        # unless this is a plain append.
+        if n == highest + 1:
+            below, replaced = stored, 0
+        else:
+            kept = await connection.fetchval(self._sql_epoch_at, persistence_id, n - 1)
+            below, replaced = (0 if kept is None else kept), stored
+        if replaced > last:
+            raise StaleEpoch(
+                f"{persistence_id!r}: a replaced entry has epoch {replaced}, newer than the "
+                f"replacement's {last}"
+            )
+        if first < below:
+            raise StaleEpoch(
+                f"{persistence_id!r}: epoch {first} is older than the kept entry's {below}"
+            )
+        await connection.execute(self._sql_delete_from, persistence_id, n)
+        await connection.execute(self._sql_delete_snapshots_from, persistence_id, n)
+        await connection.execute(
+            self._sql_insert,
+            persistence_id,
+            [entry.sequence_nr for entry in entries],
+            [entry.epoch for entry in entries],
+            [entry.timestamp_ms for entry in entries],
+            [entry.serializer for entry in entries],
+            [entry.manifest for entry in entries],
+            [entry.payload for entry in entries],
+        )
+
     async def delete_to(self, persistence_id: str, to_sequence_nr: int) -> None:
         """Delete the entries up to ``to_sequence_nr`` inclusive; idempotent.
 
-        The high-water mark stays (`highest_sequence_nr` never decreases).
+        The high-water mark stays (only `replace_suffix` lowers `highest_sequence_nr`).
 
         Raises:
             JournalUnavailable: the server failed or timed out.

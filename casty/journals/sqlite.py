@@ -27,6 +27,7 @@ from casty.errors import (
 from casty.journals._checks import (
     check_bound,
     check_id,
+    check_replace,
     check_replay,
     check_snapshot,
     check_snapshot_query,
@@ -128,6 +129,18 @@ _REPLAY_ROWS = (
 )
 _HIGHEST = "SELECT highest_sequence_nr FROM casty_journal_meta WHERE persistence_id = ?"
 _DELETE_TO = "DELETE FROM casty_journal WHERE persistence_id = ? AND sequence_nr <= ?"
+# replace_suffix: read the id's mark and fence, delete the suffix and its snapshots, rewind the
+# mark to n - 1 with the fence at 0 so the triggers accept the new entries (the AFTER trigger
+# raises the fence again, to the last entry's epoch).
+_META = "SELECT highest_sequence_nr, max_epoch FROM casty_journal_meta WHERE persistence_id = ?"
+_EPOCH_AT = "SELECT epoch FROM casty_journal WHERE persistence_id = ? AND sequence_nr = ?"
+_DELETE_FROM = "DELETE FROM casty_journal WHERE persistence_id = ? AND sequence_nr >= ?"
+_DELETE_SNAPSHOTS_FROM = "DELETE FROM casty_snapshots WHERE persistence_id = ? AND sequence_nr >= ?"
+_REWIND = (
+    "INSERT INTO casty_journal_meta (persistence_id, highest_sequence_nr, max_epoch)"
+    " VALUES (?, ?, 0) ON CONFLICT (persistence_id) DO UPDATE SET"
+    " highest_sequence_nr = excluded.highest_sequence_nr, max_epoch = 0"
+)
 _SAVE_SNAPSHOT = (
     "INSERT OR REPLACE INTO casty_snapshots (persistence_id, sequence_nr, timestamp_ms,"
     " serializer, manifest, payload) VALUES (?, ?, ?, ?, ?, ?)"
@@ -211,7 +224,8 @@ class SQLiteJournal(Journal):
     options: ``synchronous`` (``full`` or ``normal``), ``busy_timeout`` (seconds).
     Extra: ``pip install 'casty[sqlite]'``.
 
-    Capabilities: atomic batches, durable, snapshots, concurrent writers (for a file).
+    Capabilities: atomic batches, durable, snapshots, concurrent writers (for a file),
+    `replace_suffix`.
 
     Args:
         path: the database file (created if missing), or ``":memory:"``.
@@ -227,7 +241,7 @@ class SQLiteJournal(Journal):
         ConfigurationError: an option is out of range (at construction; no I/O happens then).
     """
 
-    capabilities: ClassVar[JournalCapabilities] = JournalCapabilities()
+    capabilities: ClassVar[JournalCapabilities] = JournalCapabilities(replace_suffix=True)
 
     def __init__(
         self,
@@ -515,10 +529,63 @@ class SQLiteJournal(Journal):
         for pending, outcome in zip(batch, outcomes, strict=True):
             pending.resolve(outcome)
 
+    async def replace_suffix(self, entries: Sequence[JournalEntry]) -> None:
+        """Replace the entries from ``entries[0].sequence_nr`` on; see `Journal.replace_suffix`.
+
+        One ``BEGIN IMMEDIATE`` transaction on the write connection, under the lock the
+        group-commit rounds take, so no write of this journal interleaves with it (and SQLite's
+        write lock keeps other processes out). Cancellation rolls it back.
+
+        Raises:
+            WriteRejected, SequenceConflict, StaleEpoch, ResourceClosed: see
+                `Journal.replace_suffix`.
+            JournalUnavailable: the file failed or stayed locked beyond ``busy_timeout``.
+        """
+        db = await self._ensure_open()
+        persistence_id = check_replace(entries)
+        n = entries[0].sequence_nr
+        first, last = entries[0].epoch, entries[-1].epoch
+        async with self._lock:
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                meta = list(await db.execute_fetchall(_META, (persistence_id,)))
+                highest, stored = (meta[0][0], meta[0][1]) if meta else (0, 0)
+                if n > highest + 1:
+                    raise SequenceConflict(
+                        f"{persistence_id!r}: sequence_nr {n} would leave a gap (the highest "
+                        f"written is {highest})"
+                    )
+                # Epochs never decrease along a log, so the stored fence is the epoch of the
+                # highest entry (deleted or not), which is replaced unless this is an append.
+                if n == highest + 1:
+                    below, replaced = stored, 0
+                else:
+                    kept = list(await db.execute_fetchall(_EPOCH_AT, (persistence_id, n - 1)))
+                    below, replaced = (kept[0][0] if kept else 0), stored
+                if replaced > last:
+                    raise StaleEpoch(
+                        f"{persistence_id!r}: a replaced entry has epoch {replaced}, newer than "
+                        f"the replacement's {last}"
+                    )
+                if first < below:
+                    raise StaleEpoch(
+                        f"{persistence_id!r}: epoch {first} is older than the kept entry's {below}"
+                    )
+                await db.execute(_DELETE_FROM, (persistence_id, n))
+                await db.execute(_DELETE_SNAPSHOTS_FROM, (persistence_id, n))
+                await db.execute(_REWIND, (persistence_id, n - 1))
+                await db.executemany(_INSERT, [_row_of(entry) for entry in entries])
+                await db.commit()
+            except BaseException as exc:
+                await self._rollback(db)
+                if isinstance(exc, sqlite3.Error | ValueError | OSError):
+                    raise self._translate(exc) from exc
+                raise
+
     async def delete_to(self, persistence_id: str, to_sequence_nr: int) -> None:
         """Delete the entries up to ``to_sequence_nr`` inclusive; idempotent.
 
-        The high-water mark stays (`highest_sequence_nr` never decreases).
+        The high-water mark stays (only `replace_suffix` lowers `highest_sequence_nr`).
 
         Raises:
             JournalUnavailable: the file failed or stayed locked beyond ``busy_timeout``.

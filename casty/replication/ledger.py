@@ -11,7 +11,6 @@ replicated type may have), holds JSON facts, one per entry:
   ``e`` (implies a fence at ``e``). Written before such a write is acknowledged.
 - ``{"fence": e}``: refuse the shard's pushes of primaries older than ``e``. Written before
   the store answers the coordinator's promotion question (which fences it).
-- ``{"diverged": true}``: the journal holds another history of some id than a primary.
 
 Each fact is written once, when it first becomes true (new id, higher epoch), so a node's
 steady writes add nothing. A shard's stream is replayed once per node run, when the shard is
@@ -46,13 +45,11 @@ class _Shard:
     fence: int = 0  # the newest epoch this node has seen for the shard; older pushes are refused
     epoch: int = 0  # the newest primary epoch whose entries this node's journal holds
     highest: dict[str, int] = field(default_factory=dict)  # persistence id -> highest number
-    diverged: bool = False  # holds another history than the shard's primary for some id
     # Durable bookkeeping (with a journal only).
     loading: asyncio.Future[None] | None = None  # the rebuild from the stream
     ready: bool = False  # the rebuild finished (`load` returns at once)
     stored_fence: int = 0  # the fence the stream promises (its fence and epoch facts)
     stored_epoch: int = 0
-    stored_diverged: bool = False
     stream_highest: int = 0  # the stream's last sequence number
     pending: list[dict[str, object]] = field(default_factory=list)  # facts not yet written
     queued: int = 0  # facts appended so far; the first ``flushed`` of them are written
@@ -128,11 +125,9 @@ class ShardLedger:
                 held.append(fact["held"])
             shard.stored_fence = max(shard.stored_fence, fact.get("fence", 0), fact.get("epoch", 0))
             shard.stored_epoch = max(shard.stored_epoch, fact.get("epoch", 0))
-            shard.stored_diverged = shard.stored_diverged or fact.get("diverged", False)
             shard.stream_highest = entry.sequence_nr
         shard.fence = max(shard.fence, shard.stored_fence)
         shard.epoch = max(shard.epoch, shard.stored_epoch)
-        shard.diverged = shard.diverged or shard.stored_diverged
         for start in range(0, len(held), _READS):
             ids = held[start : start + _READS]
             numbers = await asyncio.gather(*(journal.highest_sequence_nr(p) for p in ids))
@@ -251,21 +246,6 @@ class ShardLedger:
             await self._append(shard_id, shard, {"epoch": epoch})
             shard.stored_epoch = max(shard.stored_epoch, epoch)
             shard.stored_fence = max(shard.stored_fence, epoch)
-
-    async def mark_diverged(self, shard_id: int) -> None:
-        """This node's journal holds another history of some id of ``shard_id`` than its
-        primary (the store answered `ReplicaDiverged`): its copy must not be promoted."""
-        await self.load(shard_id)
-        shard = self._shard(shard_id)
-        shard.diverged = True
-        if self._journal is not None and not shard.stored_diverged:
-            await self._append(shard_id, shard, {"diverged": True})
-            shard.stored_diverged = True
-
-    def diverged(self, shard_id: int) -> bool:
-        """Whether `mark_diverged` was called for ``shard_id``."""
-        shard = self._shards.get(shard_id)
-        return shard is not None and shard.diverged
 
     def progress(self, shard_id: int) -> tuple[int, int]:
         """``(epoch, total)``: the newest primary epoch held, and the sum of the highest

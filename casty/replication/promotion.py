@@ -6,9 +6,10 @@ copy holds every acknowledged event of every id: with ``min_acks < replicas`` on
 have reached only replica B and another only replica C. So a promoted primary, the first time
 it recovers an entity of the shard, asks the shard's other replica stores (and the type's
 store on every other up node: `ShardReplicas.peers`) for the id's highest entry and copies
-the entries it lacks from the most advanced one. Every acknowledged
-write reached ``min_acks`` stores; when fewer of them were lost with the primary, one that
-answers holds it.
+the entries it lacks from the most advanced one, replacing its own entries where the logs
+differ (a lost primary's unconfirmed writes of an older epoch). Every acknowledged write
+reached ``min_acks`` stores; when fewer of them were lost with the primary, one that answers
+holds it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from casty.abc import Journal, JournalEntry
-from casty.errors import SequenceConflict, StaleEpoch
+from casty.errors import SequenceConflict, StaleEpoch, WriteRejected
 from casty.replication.protocol import (
     GetReplicaHighest,
     ReadReplica,
@@ -54,9 +55,12 @@ async def pull_missing(
     them and the first answer is taken (one of them may die meanwhile). Stores that do not
     answer within ``timeout`` seconds are skipped; the reads then get ``timeout`` seconds of
     their own (a pull takes at most twice ``timeout``) and the pull copies what it could.
-    Nothing is copied when the store's entry at ``local``'s highest number differs from
-    ``local``'s (another epoch's history: journals are append-only, so it is logged and left),
-    or when ``local`` refuses the entries (a newer epoch or a concurrent writer).
+    Where the logs differ, ``local``'s entries from the first difference on (an older
+    epoch's: a lost primary's unconfirmed writes) are replaced by the store's history
+    (`Journal.replace_suffix`; the store's last entry is the newer, so its log wins, as in
+    Raft's election rule, Ongaro & Ousterhout 2014, §5.4.1). Nothing is copied when ``local``
+    refuses the entries (a journal that cannot replace entries, a newer epoch, a concurrent
+    writer): it is logged and left.
 
     Returns:
         How many entries were copied into ``local``.
@@ -88,40 +92,78 @@ async def pull_missing(
         if isinstance(a, ReplicaHighest) and (a.epoch, a.sequence_nr) == best
     ]
     deadline = loop.time() + timeout
+    start = await _join(system, local, sources, persistence_id, highest, best[1], deadline)
+    if start is None:
+        return 0
+    if start <= highest:
+        _log.info(
+            "%s: replacing entries from %d on by the history of %s (its last entry: epoch %d, "
+            "number %d; ours: epoch %d, number %d)",
+            persistence_id, start, sources, *best, *mine,
+        )  # fmt: skip
     copied = 0
-    to_nr = best[1]
-    joined = highest == 0  # otherwise re-read our last number: the histories must join there
-    start = max(highest, 1)
-    while start <= to_nr:
+    while start <= best[1]:
         left = deadline - loop.time()
         if left <= 0:
             break
-        read = functools.partial(ReadReplica, persistence_id, start, to_nr)
+        read = functools.partial(ReadReplica, persistence_id, start, best[1])
         reply = await _read_any(system, sources, read, left)
-        if reply is None:
+        if reply is None or not reply.entries:
             break
         entries: Sequence[JournalEntry] = reply.entries
-        if not joined:
-            if not entries or not await _same_as_local(local, entries[0]):
-                _log.warning(
-                    "%s: replica stores %s hold another history at %d; nothing copied",
-                    persistence_id,
-                    sources,
-                    highest,
-                )
-                return 0
-            joined, entries = True, entries[1:]
-        if not entries:
-            break
         try:
-            for run in epoch_runs(entries):
-                await local.write(run)
-                copied += len(run)
-        except (StaleEpoch, SequenceConflict) as exc:
+            if start <= highest:  # the first page replaces our older history's entries
+                await local.replace_suffix(entries)
+            else:
+                for run in epoch_runs(entries):
+                    await local.write(run)
+        except (StaleEpoch, SequenceConflict, WriteRejected) as exc:
             _log.warning("%s: could not copy entries from %s: %s", persistence_id, sources, exc)
             return copied
+        copied += len(entries)
         start = entries[-1].sequence_nr + 1
     return copied
+
+
+async def _join(
+    system: ActorSystem,
+    local: Journal,
+    sources: Sequence[ActorRef[Any]],
+    persistence_id: str,
+    highest: int,
+    best: int,
+    deadline: float,
+) -> int | None:
+    """The first number ``local`` (its highest is ``highest``) must take from ``sources``
+    (theirs is ``best``): ``highest + 1`` when both logs agree up to it, else the first number
+    where they differ (``best`` itself when they agree up to it: our entries after it go).
+    Looks further back while the oldest compared entry differs. None when no source answers
+    before ``deadline``."""
+    if highest == 0:
+        return 1
+    top = min(highest, best)
+    loop = asyncio.get_running_loop()
+    low, step = top, 16
+    while True:
+        left = deadline - loop.time()
+        if left <= 0:
+            return None
+        read = functools.partial(ReadReplica, persistence_id, low, top)
+        reply = await _read_any(system, sources, read, left)
+        if reply is None:
+            return None
+        theirs = {e.sequence_nr: (e.epoch, e.payload) for e in reply.entries}
+        differs = None
+        async for mine in local.replay(persistence_id, low, top):
+            other = theirs.get(mine.sequence_nr)  # None: deleted there, nothing to compare
+            if other is not None and other != (mine.epoch, mine.payload):
+                differs = mine.sequence_nr
+                break
+        if differs is None:
+            return highest + 1 if top == highest else top
+        if differs > low or low == 1:
+            return differs
+        low, step = max(1, low - step), step * 4
 
 
 async def _read_any(
@@ -148,10 +190,3 @@ async def _read_any(
     finally:
         for task in pending:
             task.cancel()
-
-
-async def _same_as_local(local: Journal, entry: JournalEntry) -> bool:
-    nr = entry.sequence_nr
-    async for mine in local.replay(entry.persistence_id, nr, nr, limit=1):
-        return (mine.epoch, mine.payload) == (entry.epoch, entry.payload)
-    return False

@@ -6,7 +6,7 @@
    `ReplicaBehind` when it misses earlier entries (the primary then sends those from its
    journal, followed by the batch: catch-up from the replica's highest + 1), `ReplicaFenced`
    when it has stored a higher epoch for the id (the primary is stale and must stop writing),
-   or `ReplicaDiverged` when it holds a different entry at a number it was sent. A node's
+   or `ReplicaDiverged` when it holds a newer epoch's entry at a number it was sent. A node's
    pushes to one store travel in `ReplicateBatch` messages (the pushes of many entities at
    once), answered by one `ReplicatedBatch` carrying each push's answer.
 3. `GetShardProgress` / `ShardProgress`: the coordinator, before promoting a replica of a lost
@@ -147,10 +147,10 @@ class ReplicaFenced:
 
 @dataclass(frozen=True, slots=True)
 class ReplicaDiverged:
-    """Replica to primary: it holds another entry at ``sequence_nr`` (another epoch's history).
+    """Replica to primary: at ``sequence_nr`` it holds an entry of a newer epoch than the
+    pushed one (the primary's copy of the id is older than the store's).
 
-    Not an acknowledgement: the store keeps its entry (journals are append-only), so it cannot
-    serve as a replica of this id until its log is cleared.
+    Not an acknowledgement: the store keeps its entries.
     """
 
     persistence_id: str
@@ -224,5 +224,4 @@ class ShardProgress:
     epoch: int
     total: int
     tag: str = ""
-    diverged: bool = False  # it answered `ReplicaDiverged` to a push of the shard: never promote
     fence: int = 0

@@ -10,7 +10,13 @@ from typing import Any
 from casty.abc import Journal, JournalEntry
 from casty.actors.behaviors import Behavior, Behaviors
 from casty.actors.context import ActorContext
-from casty.errors import JournalUnavailable, ResourceClosed, SequenceConflict, StaleEpoch
+from casty.errors import (
+    JournalUnavailable,
+    ResourceClosed,
+    SequenceConflict,
+    StaleEpoch,
+    WriteRejected,
+)
 from casty.replication.ledger import ShardLedger
 from casty.replication.protocol import (
     GetReplicaHighest,
@@ -49,15 +55,15 @@ def replica_store(journal: Journal, ledger: ShardLedger | None = None) -> Behavi
     in memory.
 
     Idempotent: entries it already holds are acknowledged again without a write, so a primary
-    may resend a batch after a lost answer; a different entry at a number it holds (another
-    epoch's history) is answered `ReplicaDiverged`, never acknowledged, and marks the shard
-    diverged in the ledger (`GetShardProgress` says so: such a copy is not promoted). A push
-    continues the log only after an entry both logs hold: when another epoch wrote the store's
-    last entry, the store first asks for that number again and compares. Fencing: entries whose
-    epoch is lower than the epoch of the last entry it holds for the id are refused
-    (`ReplicaFenced`), and the journal refuses them too (`StaleEpoch`); a push for a shard
-    whose primary epoch is older than the shard's fence (the newest epoch the store has seen
-    for the shard, from a push or from `GetShardProgress`) is refused too, whatever the id. A
+    may resend a batch after a lost answer. A push continues the log only after an entry both
+    logs hold (`_store`): where the logs differ, a lost primary's older-epoch entries are
+    replaced by the push (the journal needs `Journal.replace_suffix`), and entries of a newer
+    epoch than the pushed ones are kept and the push answered `ReplicaDiverged`. Fencing: a
+    push whose primary epoch is lower than the epoch of the last entry the store holds for the
+    id is refused (`ReplicaFenced`), and the journal refuses older entries too
+    (`StaleEpoch`); a push for a shard whose primary epoch is older than the shard's fence (the
+    newest epoch the store has seen for the shard, from a push or from `GetShardProgress`) is
+    refused too, whatever the id. A
     failing journal (`JournalUnavailable`) gets no answer (None in a batch's answers): the
     primary's write then fails with `ReplicationTimeout` (nothing confirmed, result unknown),
     which is the honest outcome.
@@ -145,8 +151,7 @@ def replica_store(journal: Journal, ledger: ShardLedger | None = None) -> Behavi
                 fence = shards.fence(msg.shard)  # before the question raises it
                 await shards.persist_fence(msg.shard, msg.epoch)
                 epoch, total = shards.progress(msg.shard)
-                diverged = shards.diverged(msg.shard)
-                answer = ShardProgress(msg.shard, epoch, total, msg.tag, diverged, fence)
+                answer = ShardProgress(msg.shard, epoch, total, msg.tag, fence)
                 msg.reply_to.tell(answer)
         except (JournalUnavailable, ResourceClosed) as exc:
             # No answer: the asker times out, which tells it the truth (nothing confirmed).
@@ -205,22 +210,27 @@ async def _push(
     if not shards.holds(shard, pid):
         await shards.hold(shard, pid)  # before its first entry
     answer = await _store(journal, msg, tails)
-    if isinstance(answer, Replicated):
-        if not shards.record_now(shard, msg.epoch, pid, answer.highest):
-            await shards.record(shard, msg.epoch, pid, answer.highest)
-    elif isinstance(answer, ReplicaDiverged):
-        await shards.mark_diverged(msg.shard)
+    if isinstance(answer, Replicated) and not shards.record_now(
+        shard, msg.epoch, pid, answer.highest
+    ):
+        await shards.record(shard, msg.epoch, pid, answer.highest)
     return answer
 
 
-async def _store(journal: Journal, msg: Replicate, tails: dict[str, tuple[int, int]]) -> object:
+async def _store(
+    journal: Journal, msg: Replicate, tails: dict[str, tuple[int, int]]
+) -> object:
     """Store ``msg``'s entries (or say why not), appending only after an entry both logs hold.
 
-    Log matching: an entry (number, epoch) is created once, by that epoch's primary, so when
-    this store's last entry and the first pushed one have the same epoch, the push continues
-    the store's log. When another epoch wrote the store's last entry (an old primary's
-    unconfirmed writes, say), the store first asks for that number again (`ReplicaBehind`
-    one below it) and compares: a different entry there is `ReplicaDiverged`, never an ack.
+    Log matching (Raft, Ongaro & Ousterhout 2014, §5.3): an entry (number, epoch) is created
+    once, by that epoch's primary, so when this store's last entry and the first pushed one
+    have the same epoch, the push continues the store's log. When another epoch wrote the
+    store's last entry, or the first pushed entry differs from the stored one, the store asks
+    for one entry more (`ReplicaBehind` one below the push) until the push starts with an
+    entry both logs hold. At the first entry that differs after it, the newer epoch wins: an
+    older epoch's entries (a lost primary's unconfirmed writes) are replaced by the push
+    (`Journal.replace_suffix`); entries of a newer epoch than the pushed ones are kept and the
+    push is answered `ReplicaDiverged` (the primary holds an older history of the id).
     ``tails`` caches the last entry this store wrote per id, so the usual push needs no read.
     """
     entries = msg.entries
@@ -242,27 +252,39 @@ async def _store(journal: Journal, msg: Replicate, tails: dict[str, tuple[int, i
         highest = await journal.highest_sequence_nr(pid)
         if first.sequence_nr > highest + 1:
             return ReplicaBehind(pid, highest, msg.batch)
-        overlaps = first.sequence_nr <= highest
-        diverged = await _first_difference(journal, entries, highest) if overlaps else None
-        if overlaps and diverged is None and entries[-1].sequence_nr <= highest:
-            # Held already, entry for entry: confirming writes nothing, whatever the epoch.
-            # A promoted primary's catch-up sends its last entry of the previous epoch, and
-            # its own next write may reach this store first.
-            return Replicated(pid, highest, msg.batch)
+        if first.sequence_nr <= highest:
+            differs = await _first_difference(journal, entries, highest)
+            if differs is None:
+                if entries[-1].sequence_nr <= highest:
+                    # Held already, entry for entry: confirming writes nothing, whatever the
+                    # epoch (a promoted primary's catch-up may arrive after its next write).
+                    return Replicated(pid, highest, msg.batch)
+                missing = [e for e in entries if e.sequence_nr > highest]
+                return await _append(journal, missing, tails, msg)
+            if differs.sequence_nr == first.sequence_nr > 1:
+                return ReplicaBehind(pid, first.sequence_nr - 2, msg.batch)  # and the one before
+            if differs.epoch >= entries[differs.sequence_nr - first.sequence_nr].epoch:
+                return ReplicaDiverged(pid, differs.sequence_nr, msg.batch)
+            replacing = entries[differs.sequence_nr - first.sequence_nr :]
+            try:
+                await journal.replace_suffix(replacing)
+            except WriteRejected:  # a journal that cannot replace entries keeps its own
+                return ReplicaDiverged(pid, differs.sequence_nr, msg.batch)
+            tails[pid] = (replacing[-1].sequence_nr, replacing[-1].epoch)
+            _log.info(
+                "%s: replaced entries from %d on (epoch %d) by the primary's (epoch %d)",
+                pid,
+                differs.sequence_nr,
+                differs.epoch,
+                replacing[0].epoch,
+            )
+            return Replicated(pid, replacing[-1].sequence_nr, msg.batch)
         stored_epoch = await last_epoch(journal, pid, highest) if highest else 0
-        if entries[-1].epoch < stored_epoch:
+        if max(msg.epoch, entries[-1].epoch) < stored_epoch:
             return ReplicaFenced(pid, stored_epoch, msg.batch)
-        if overlaps:
-            if diverged is not None:
-                return ReplicaDiverged(pid, diverged, msg.batch)
-        elif highest and stored_epoch != first.epoch:
+        if highest and stored_epoch != first.epoch:
             return ReplicaBehind(pid, highest - 1, msg.batch)  # resend ``highest``: compare it
-        missing = [e for e in entries if e.sequence_nr > highest]
-        for run in epoch_runs(missing):
-            await journal.write(run)
-        if missing:
-            tails[pid] = (missing[-1].sequence_nr, missing[-1].epoch)
-        return Replicated(pid, max(highest, entries[-1].sequence_nr), msg.batch)
+        return await _append(journal, entries, tails, msg)
     except StaleEpoch:
         highest = await journal.highest_sequence_nr(pid)
         return ReplicaFenced(pid, await last_epoch(journal, pid, highest), msg.batch)
@@ -271,16 +293,29 @@ async def _store(journal: Journal, msg: Replicate, tails: dict[str, tuple[int, i
         return ReplicaBehind(pid, await journal.highest_sequence_nr(pid), msg.batch)
 
 
+async def _append(
+    journal: Journal,
+    missing: Sequence[JournalEntry],
+    tails: dict[str, tuple[int, int]],
+    msg: Replicate,
+) -> Replicated:
+    for run in epoch_runs(missing):
+        await journal.write(run)
+    last = missing[-1]
+    tails[last.persistence_id] = (last.sequence_nr, last.epoch)
+    return Replicated(last.persistence_id, last.sequence_nr, msg.batch)
+
+
 async def _first_difference(
     journal: Journal, entries: Sequence[JournalEntry], highest: int
-) -> int | None:
-    """The first number at which the stored entries differ from ``entries``, or None."""
+) -> JournalEntry | None:
+    """The first stored entry that differs from the one ``entries`` holds at its number."""
     first = entries[0].sequence_nr
     stored = journal.replay(entries[0].persistence_id, first, min(highest, entries[-1].sequence_nr))
     async for entry in stored:
         sent = entries[entry.sequence_nr - first]
         if (entry.epoch, entry.payload) != (sent.epoch, sent.payload):
-            return entry.sequence_nr
+            return entry
     return None
 
 

@@ -136,14 +136,13 @@ class _PromotionDue:
 class _Promotion:
     """A replicated shard whose replica regions were asked how advanced their copies are."""
 
-    __slots__ = ("answers", "candidates", "diverged", "epoch", "fallback", "fence")
+    __slots__ = ("answers", "candidates", "epoch", "fallback", "fence")
 
     def __init__(self, candidates: list[str], epoch: int, fallback: bool = False) -> None:
         self.candidates = candidates  # in slot order (ties go to the earlier slot)
         self.epoch = epoch  # the stores asked were fenced at it
         self.answers: dict[str, tuple[int, int]] = {}  # region key -> (epoch, total)
-        self.diverged: set[str] = set()  # answered that they hold another history
-        self.fallback = fallback  # asking every eligible region (no slot is, or all diverged)
+        self.fallback = fallback  # asking every eligible region (no slot is)
         self.fence = 0  # the highest fence the stores held before the question
 
 
@@ -555,8 +554,7 @@ class _Coordinator:
         waiting = self.waiting.get(shard_id)
         requester = next(iter(waiting), "") if waiting else ""
         # A replicated shard goes to one of its replicas: only they hold its events. The most
-        # advanced copy wins, and never one that diverged (asked first, even when alone:
-        # `promote`).
+        # advanced copy wins (asked first, even when alone: `promote` fences it).
         candidates = [r for r in self.table.replicas(shard_id) if r in current]
         if candidates:
             self.promote(shard_id, candidates)
@@ -594,8 +592,6 @@ class _Coordinator:
             return
         promotion.answers[msg.tag] = (msg.epoch, msg.total)
         promotion.fence = max(promotion.fence, msg.fence)
-        if msg.diverged:
-            promotion.diverged.add(msg.tag)
         if len(promotion.answers) == len(promotion.candidates):
             self.promoted(_PromotionDue(msg.shard))
 
@@ -616,25 +612,7 @@ class _Coordinator:
             return  # nowhere to go yet: the tick or a registering region retries
         alive = [key for key in promotion.candidates if key in current]
         answered = [key for key in alive if key in promotion.answers]
-        usable = [key for key in answered if key not in promotion.diverged]
-        if answered and not usable and not promotion.fallback:
-            # Every slot that answered holds another history of some id (an old primary's
-            # unconfirmed writes): a region outside the slots, an earlier replica say, may
-            # hold the acknowledged one. Ask them.
-            others = [key for key in sorted(current) if key not in promotion.candidates]
-            if others:
-                log.info(
-                    "%s: shard %d: every replica diverged (%s); asking %s",
-                    self.log_prefix,
-                    shard_id,
-                    sorted(promotion.diverged),
-                    others,
-                )
-                # The slots are asked again too: if every copy diverged, the most advanced
-                # of all of them is the least bad choice.
-                self.promote(shard_id, sorted(current), fallback=True)
-                return
-        blank = promotion.fence == 0 and not promotion.diverged
+        blank = promotion.fence == 0
         if promotion.fallback and blank and all(promotion.answers[k] == (0, 0) for k in answered):
             # Nobody holds anything of the shard (a new one): the strategy places it.
             requester = next(iter(self.waiting.get(shard_id, ())), "")
@@ -646,19 +624,18 @@ class _Coordinator:
         # history): the new epoch must outrank their fences.
         self.table.raise_epoch(shard_id, promotion.fence)
         if answered:
-            key = max(usable or answered, key=lambda k: (promotion.answers[k], -alive.index(k)))
+            key = max(answered, key=lambda k: (promotion.answers[k], -alive.index(k)))
         elif alive:
             key = alive[0]
         else:
             self.allocate(shard_id)
             return
         log.info(
-            "%s: shard %d: promoting %s (copies as (epoch, total): %s; diverged: %s)",
+            "%s: shard %d: promoting %s (copies as (epoch, total): %s)",
             self.log_prefix,
             shard_id,
             key,
             promotion.answers,
-            sorted(promotion.diverged),
         )
         self.place(shard_id, key, current)
 

@@ -22,6 +22,7 @@ The suite needs pytest-asyncio and hypothesis; every test is a coroutine.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -818,6 +819,290 @@ class JournalContract:
                     assert await _numbers(journal, f"{pid}-{n}") == [1, 2]
         finally:
             await journal.aclose()
+
+    # ----------------------------------------------------------------------------------------
+    # replace_suffix (Raft's truncate-then-append)
+
+    @requires("replace_suffix")
+    async def test_replace_suffix_replaces_the_entries_from_its_first_number(
+        self, journal: Journal, pid: str
+    ) -> None:
+        await journal.write(make_entries(pid, 1, 5, epoch=1))
+        await journal.replace_suffix(make_entries(pid, 3, 4, epoch=2, tag="new"))
+        expected = make_entries(pid, 1, 2, epoch=1) + make_entries(pid, 3, 4, epoch=2, tag="new")
+        assert await _collect(journal.replay(pid)) == expected
+        assert await journal.highest_sequence_nr(pid) == 6
+
+    @requires("replace_suffix")
+    async def test_replace_suffix_with_a_shorter_suffix_lowers_the_highest_number(
+        self, journal: Journal, pid: str
+    ) -> None:
+        await journal.write(make_entries(pid, 1, 5, epoch=1))
+        await journal.replace_suffix(make_entries(pid, 2, 1, epoch=1, tag="new"))
+        assert await journal.highest_sequence_nr(pid) == 2
+        assert [e.payload for e in await _collect(journal.replay(pid))] == [b"e:1", b"new:2"]
+        await journal.write(make_entries(pid, 3, 1, epoch=1, tag="after"))
+        assert await _numbers(journal, pid) == [1, 2, 3]
+        with pytest.raises(SequenceConflict):
+            await journal.write(make_entries(pid, 6, 1, epoch=1))
+
+    @requires("replace_suffix")
+    async def test_replace_suffix_from_one_replaces_the_whole_log(
+        self, journal: Journal, pid: str
+    ) -> None:
+        await journal.write(make_entries(pid, 1, 3, epoch=1))
+        await journal.replace_suffix(make_entries(pid, 1, 1, epoch=1, tag="new"))
+        assert [e.payload for e in await _collect(journal.replay(pid))] == [b"new:1"]
+        assert await journal.highest_sequence_nr(pid) == 1
+
+    @requires("replace_suffix")
+    async def test_replace_suffix_at_the_next_number_is_a_plain_append(
+        self, journal: Journal, pid: str
+    ) -> None:
+        await journal.replace_suffix(make_entries(pid, 1, 2, epoch=1))
+        await journal.replace_suffix(make_entries(pid, 3, 2, epoch=1))
+        assert await _collect(journal.replay(pid)) == make_entries(pid, 1, 4, epoch=1)
+        assert await journal.highest_sequence_nr(pid) == 4
+
+    @requires("replace_suffix")
+    async def test_replace_suffix_accepts_entries_of_several_epochs(
+        self, journal: Journal, pid: str
+    ) -> None:
+        await journal.write(make_entries(pid, 1, 3, epoch=1))
+        entries = [
+            dataclasses.replace(entry, epoch=epoch)
+            for entry, epoch in zip(make_entries(pid, 2, 4, tag="new"), [1, 2, 2, 3], strict=True)
+        ]
+        await journal.replace_suffix(entries)
+        assert [e.epoch for e in await _collect(journal.replay(pid))] == [1, 1, 2, 2, 3]
+        assert await _collect(journal.replay(pid, 2)) == entries
+
+    @requires("replace_suffix")
+    async def test_writes_after_replace_suffix_are_fenced_by_its_last_epoch(
+        self, journal: Journal, pid: str
+    ) -> None:
+        await journal.write(make_entries(pid, 1, 2, epoch=1))
+        await journal.write(make_entries(pid, 3, 2, epoch=2))
+        entries = make_entries(pid, 3, 1, epoch=2, tag="new") + make_entries(pid, 4, 1, epoch=3)
+        await journal.replace_suffix(entries)
+        with pytest.raises(StaleEpoch):
+            await journal.write(make_entries(pid, 5, 1, epoch=2))
+        await journal.write(make_entries(pid, 5, 1, epoch=3))
+        assert [e.epoch for e in await _collect(journal.replay(pid))] == [1, 1, 2, 3, 3]
+
+    @requires("replace_suffix")
+    async def test_replace_suffix_never_replaces_newer_entries_with_older(
+        self, journal: Journal, pid: str, capabilities: JournalCapabilities
+    ) -> None:
+        await journal.write(make_entries(pid, 1, 2, epoch=1))
+        await journal.write(make_entries(pid, 3, 2, epoch=3))
+        if capabilities.snapshots:
+            await journal.save_snapshot(_snapshot(pid, 4))
+        before = await _collect(journal.replay(pid))
+        with pytest.raises(StaleEpoch):
+            await journal.replace_suffix(make_entries(pid, 3, 3, epoch=2, tag="new"))
+        with pytest.raises(StaleEpoch):  # several epochs, all older than the replaced 3
+            await journal.replace_suffix(
+                make_entries(pid, 3, 1, epoch=1, tag="new") + make_entries(pid, 4, 1, epoch=2)
+            )
+        assert await _collect(journal.replay(pid)) == before
+        assert await journal.highest_sequence_nr(pid) == 4
+        if capabilities.snapshots:
+            assert await journal.load_snapshot(pid) == _snapshot(pid, 4)
+        with pytest.raises(StaleEpoch):  # the fence is unchanged too
+            await journal.write(make_entries(pid, 5, 1, epoch=2))
+
+    @requires("replace_suffix")
+    async def test_replace_suffix_older_than_the_kept_entries_raises_stale_epoch(
+        self, journal: Journal, pid: str
+    ) -> None:
+        await journal.write(make_entries(pid, 1, 2, epoch=2))
+        await journal.write(make_entries(pid, 3, 1, epoch=3))
+        with pytest.raises(StaleEpoch):  # entry 2, kept, has epoch 2
+            await journal.replace_suffix(
+                make_entries(pid, 3, 1, epoch=1, tag="new") + make_entries(pid, 4, 1, epoch=3)
+            )
+        with pytest.raises(StaleEpoch):  # a plain append is fenced as a write is
+            await journal.replace_suffix(make_entries(pid, 4, 1, epoch=2))
+        assert await _collect(journal.replay(pid)) == make_entries(
+            pid, 1, 2, epoch=2
+        ) + make_entries(pid, 3, 1, epoch=3)
+
+    @requires("replace_suffix")
+    async def test_replace_suffix_that_would_leave_a_gap_raises_sequence_conflict(
+        self, journal: Journal, pid: str
+    ) -> None:
+        with pytest.raises(SequenceConflict):
+            await journal.replace_suffix(make_entries(pid, 2, 1))
+        await journal.write(make_entries(pid, 1, 2))
+        with pytest.raises(SequenceConflict):
+            await journal.replace_suffix(make_entries(pid, 4, 2))
+        assert await _numbers(journal, pid) == [1, 2]
+        assert await journal.highest_sequence_nr(pid) == 2
+
+    @requires("replace_suffix")
+    @pytest.mark.parametrize(
+        "case", ["empty", "mixed ids", "gap", "decreasing epochs", "zero", "serializer", "type"]
+    )
+    async def test_replace_suffix_of_malformed_input_raises_write_rejected(
+        self, journal: Journal, pid: str, case: str
+    ) -> None:
+        await journal.write(make_entries(pid, 1, 3, epoch=1))
+        good = make_entries(pid, 2, 2, epoch=1, tag="new")
+        cases: dict[str, list[Any]] = {
+            "empty": [],
+            "mixed ids": [good[0], make_entries(pid + "-x", 3, 1, epoch=1)[0]],
+            "gap": [good[0], make_entries(pid, 4, 1, epoch=1)[0]],
+            "decreasing epochs": (
+                make_entries(pid, 2, 1, epoch=2) + make_entries(pid, 3, 1, epoch=1)
+            ),
+            "zero": make_entries(pid, 0, 2, epoch=1),
+            "serializer": [JournalEntry(pid, 2, b"x", "", epoch=1)],
+            "type": [(pid, 2, b"x", "test")],
+        }
+        with pytest.raises(WriteRejected):
+            await journal.replace_suffix(cases[case])
+        assert await _collect(journal.replay(pid)) == make_entries(pid, 1, 3, epoch=1)
+        assert await journal.highest_sequence_nr(pid) == 3
+
+    @requires("replace_suffix", "snapshots")
+    async def test_replace_suffix_deletes_the_snapshots_of_replaced_entries(
+        self, journal: Journal, pid: str
+    ) -> None:
+        await journal.write(make_entries(pid, 1, 6))
+        for nr in (2, 4, 6):
+            await journal.save_snapshot(_snapshot(pid, nr))
+        await journal.save_snapshot(_snapshot(pid + "-other", 6))
+        await journal.replace_suffix(make_entries(pid, 4, 3, tag="new"))
+        assert await journal.load_snapshot(pid) == _snapshot(pid, 2)
+        assert await journal.load_snapshot(pid, min_sequence_nr=3) is None
+        assert await journal.load_snapshot(pid + "-other") == _snapshot(pid + "-other", 6)
+
+    @requires("replace_suffix")
+    async def test_replace_suffix_keeps_entries_deleted_by_delete_to_deleted(
+        self, journal: Journal, pid: str
+    ) -> None:
+        await journal.write(make_entries(pid, 1, 5, epoch=1))
+        await journal.delete_to(pid, 3)
+        await journal.replace_suffix(make_entries(pid, 4, 3, epoch=1, tag="new"))
+        assert await _collect(journal.replay(pid)) == make_entries(pid, 4, 3, epoch=1, tag="new")
+        assert await journal.highest_sequence_nr(pid) == 6
+
+    @requires("replace_suffix")
+    async def test_replace_suffix_respects_the_fence_of_a_fully_deleted_log(
+        self, journal: Journal, pid: str
+    ) -> None:
+        await journal.write(make_entries(pid, 1, 3, epoch=2))
+        await journal.delete_to(pid, 3)
+        with pytest.raises(StaleEpoch):
+            await journal.replace_suffix(make_entries(pid, 2, 1, epoch=1))
+        await journal.replace_suffix(make_entries(pid, 2, 1, epoch=2, tag="new"))
+        assert await _collect(journal.replay(pid)) == make_entries(pid, 2, 1, epoch=2, tag="new")
+        assert await journal.highest_sequence_nr(pid) == 2
+
+    @requires("replace_suffix")
+    async def test_replace_suffix_leaves_other_ids_alone(self, journal: Journal, pid: str) -> None:
+        await journal.write(make_entries(pid, 1, 3))
+        await journal.write(make_entries(pid + "-other", 1, 3))
+        await journal.replace_suffix(make_entries(pid, 2, 1, tag="new"))
+        assert await _collect(journal.replay(pid + "-other")) == make_entries(pid + "-other", 1, 3)
+        assert await journal.highest_sequence_nr(pid + "-other") == 3
+
+    @requires("replace_suffix", "durable")
+    async def test_reopened_journal_keeps_the_replaced_suffix(
+        self, journal_factory: JournalFactory, pid: str
+    ) -> None:
+        journal = journal_factory()
+        try:
+            await journal.write(make_entries(pid, 1, 6, epoch=1))
+            await journal.replace_suffix(make_entries(pid, 3, 2, epoch=2, tag="new"))
+        finally:
+            await journal.aclose()
+        journal = await self._reopened(journal_factory)
+        try:
+            expected = make_entries(pid, 1, 2, epoch=1) + make_entries(
+                pid, 3, 2, epoch=2, tag="new"
+            )
+            assert await _collect(journal.replay(pid)) == expected
+            assert await journal.highest_sequence_nr(pid) == 4
+            with pytest.raises(StaleEpoch):
+                await journal.write(make_entries(pid, 5, 1, epoch=1))
+            await journal.write(make_entries(pid, 5, 1, epoch=2))
+        finally:
+            await journal.aclose()
+
+    @requires("replace_suffix")
+    async def test_replace_suffix_racing_a_write_leaves_one_of_the_two_orders(
+        self, journal_factory: JournalFactory, capabilities: JournalCapabilities, pid: str
+    ) -> None:
+        first = journal_factory()
+        second = journal_factory() if capabilities.concurrent_writers else first
+        try:
+            for round_ in range(10):
+                rid = f"{pid}-{round_}"
+                await first.write(make_entries(rid, 1, 5, epoch=1))
+                replacement = make_entries(rid, 3, 1, epoch=1, tag="new")
+                replaced, written = await asyncio.gather(
+                    _outcome(first.replace_suffix(replacement)),
+                    _outcome(second.write(make_entries(rid, 6, 2, epoch=1, tag="w"))),
+                )
+                assert replaced is None
+                # Write first: it is stored, then replaced. Replace first: it finds 6 is no
+                # longer the next number. Never a mix (the write's entries after the new 3).
+                assert written in (None, SequenceConflict)
+                expected = make_entries(rid, 1, 2, epoch=1) + replacement
+                assert await _collect(first.replay(rid)) == expected
+                assert await second.highest_sequence_nr(rid) == 3
+                await second.write(make_entries(rid, 4, 1, epoch=1))
+                assert await _numbers(first, rid) == [1, 2, 3, 4]
+        finally:
+            await first.aclose()
+            await second.aclose()
+
+    @pytest.mark.slow
+    @requires("replace_suffix", "durable")
+    async def test_cancelled_replace_suffix_leaves_all_or_nothing(
+        self, journal_factory: JournalFactory, pid: str
+    ) -> None:
+        journal = journal_factory()
+        await journal.open()
+        old = make_entries(pid, 1, 30, epoch=1)
+        new = make_entries(pid, 11, 5, epoch=2, tag="new")
+        for steps in range(24):
+            rid = f"{pid}-{steps}"
+            await journal.write([dataclasses.replace(entry, persistence_id=rid) for entry in old])
+            task = asyncio.ensure_future(
+                journal.replace_suffix([dataclasses.replace(e, persistence_id=rid) for e in new])
+            )
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        await journal.aclose()
+        journal = await self._reopened(journal_factory)
+        try:
+            for steps in range(24):
+                rid = f"{pid}-{steps}"
+                stored = [(e.sequence_nr, e.payload) for e in await _collect(journal.replay(rid))]
+                before = [(e.sequence_nr, e.payload) for e in old]
+                after = before[:10] + [(e.sequence_nr, e.payload) for e in new]
+                assert stored in (before, after), f"partial replace after {steps} steps"
+                assert await journal.highest_sequence_nr(rid) == len(stored)
+        finally:
+            await journal.aclose()
+
+    @requires("replace_suffix")
+    async def test_replace_suffix_raises_resource_closed_after_aclose(
+        self, journal_factory: JournalFactory, pid: str
+    ) -> None:
+        journal = journal_factory()
+        await journal.write(make_entries(pid, 1, 1))
+        await journal.aclose()
+        with pytest.raises(ResourceClosed):
+            await journal.replace_suffix(make_entries(pid, 1, 1))
 
     # ----------------------------------------------------------------------------------------
     # model-based

@@ -21,6 +21,7 @@ from casty.replication import ReplicatedJournal, ReplicationConfig, ShardLedger,
 from casty.replication.protocol import (
     GetShardProgress,
     ReplicaBehind,
+    ReplicaDiverged,
     ReplicaFenced,
     Replicate,
     ReplicateBatch,
@@ -106,12 +107,15 @@ async def test_an_entry_the_store_holds_is_confirmed_even_after_a_newer_epochs_e
         assert await batch(a.system, a.store, promoted) == ReplicatedBatch((3,))
         late_catch_up = [Replicate(entries("k", 2, 2, epoch=1), None, 0, 4, 2)]
         assert await batch(a.system, a.store, late_catch_up) == ReplicatedBatch((3,))
-        # Fencing holds: an entry the store does not hold is refused at an older epoch, and
-        # so is anything the replaced primary (shard epoch 1) pushes.
-        other = entries("k", 2, 2, epoch=1)[0]
-        changed = (dataclasses.replace(other, payload=b"other"),)
+        # Another entry at 2 is never acknowledged: the store asks for the entry before it,
+        # and then refuses to replace its own of the same epoch; anything the replaced primary
+        # (shard epoch 1) pushes is refused too.
+        other = entries("k", 1, 2, epoch=1)
+        changed = (other[0], dataclasses.replace(other[1], payload=b"other"))
+        reply = await batch(a.system, a.store, [Replicate(changed[1:], None, 0, 4, 2)])
+        assert reply == ReplicatedBatch((ReplicaBehind("k", 0),))
         reply = await batch(a.system, a.store, [Replicate(changed, None, 0, 4, 2)])
-        assert reply == ReplicatedBatch((ReplicaFenced("k", 2),))
+        assert reply == ReplicatedBatch((ReplicaDiverged("k", 2),))
         old_primary = [Replicate(entries("k", 2, 2, epoch=1), None, 0, 4, 1)]
         assert await batch(a.system, a.store, old_primary) == ReplicatedBatch(
             (ReplicaFenced("k", 2),)

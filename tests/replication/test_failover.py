@@ -41,23 +41,49 @@ async def test_a_promoted_lagging_replica_pulls_every_acked_event_from_its_peer(
         assert await stored(c.journal, "acct") == [(1, 1), (2, 1), (3, 1), (4, 1), (5, 2)]
 
 
-async def test_pull_missing_skips_a_silent_peer_and_never_grafts_another_history() -> None:
+async def test_pull_missing_replaces_an_older_epochs_entries_and_skips_a_silent_peer() -> None:
     network = FakeNetwork()
     async with nodes(3, network) as (a, b, c):
-        # B holds seq 1..2 of epoch 1; C holds its own seq 1 of epoch 2 (another history).
+        # B holds seq 1..2 of epoch 1; C holds seq 1..2 of epoch 2 (the newer history).
         old = b.system.spawn(counter("h", b.journal, epoch=1), "h-old")
         assert await add(b, old, 1) == Added(1)
         assert await add(b, old, 2) == Added(3)
         newer = c.system.spawn(counter("h", c.journal, epoch=2), "h-new")
         assert await add(c, newer, 7) == Added(7)
-        # A holds its own seq 1 of epoch 1; C's history differs there: nothing from C.
+        assert await add(c, newer, 8) == Added(15)
+        # A holds its own seq 1..3 of epoch 1 (a lost primary's unconfirmed writes): from the
+        # first entry on, C's newer history replaces them, the surplus third entry included.
         mine = a.system.spawn(counter("h", a.journal, epoch=1), "h-mine")
-        assert await add(a, mine, 5) == Added(5)
-        assert await pull_missing(a.system, a.journal, [a.remote(c)], "h", timeout=5.0) == 0
+        for n in (5, 6, 7):
+            await add(a, mine, n)
+        await a.system.stop(mine)
+        assert await pull_missing(a.system, a.journal, [a.remote(c)], "h", timeout=5.0) == 2
+        assert await stored(a.journal, "h") == [(1, 2), (2, 2)]
+        assert await total(a, a.system.spawn(counter("h", a.journal, epoch=3), "h")) == 15
         # B is silent: the pull gives up within its budget and copies nothing.
         network.partition("node-0", "node-1")
         assert await pull_missing(a.system, a.journal, [a.remote(b)], "h", timeout=0.3) == 0
-        assert await stored(a.journal, "h") == [(1, 1)]
+        assert await stored(a.journal, "h") == [(1, 2), (2, 2)]
+
+
+async def test_pull_missing_keeps_the_entries_both_logs_share() -> None:
+    async with nodes(2) as (a, b):
+        # Both hold 1..2 of epoch 1; A then wrote 3 at epoch 1 (never confirmed) and B, the
+        # promoted primary at epoch 2, wrote 3..4.
+        for node, name in ((a, "p-a"), (b, "p-b")):
+            first = node.system.spawn(counter("p", node.journal, epoch=1), name)
+            assert await add(node, first, 1) == Added(1)
+            assert await add(node, first, 2) == Added(3)
+            await node.system.stop(first)
+        lost = a.system.spawn(counter("p", a.journal, epoch=1), "p-lost")
+        assert await add(a, lost, 100) == Added(103)
+        await a.system.stop(lost)
+        promoted = b.system.spawn(counter("p", b.journal, epoch=2), "p-new")
+        assert await add(b, promoted, 3) == Added(6)
+        assert await add(b, promoted, 4) == Added(10)
+        assert await pull_missing(a.system, a.journal, [a.remote(b)], "p", timeout=5.0) == 2
+        assert await stored(a.journal, "p") == [(1, 1), (2, 1), (3, 2), (4, 2)]
+        assert await total(a, a.system.spawn(counter("p", a.journal, epoch=3), "p")) == 10
 
 
 async def test_old_primary_is_fenced_after_promotion_and_its_late_writes_never_show() -> None:
@@ -105,15 +131,15 @@ async def test_promotion_with_per_node_sqlite_files(tmp_path: Path) -> None:
         assert await stored(b.journal, "s") == [(1, 1), (2, 1), (3, 1), (4, 2)]
 
 
-async def test_a_replica_holding_another_epochs_history_never_acknowledges_it() -> None:
+async def test_a_replica_holding_an_older_epochs_unconfirmed_entry_takes_the_new_history() -> (
+    None
+):
     async with nodes(2) as (b, c):
         # C holds seq 1 of an old primary (epoch 1) that B, promoted at epoch 2, never saw.
         stale = c.system.spawn(counter("d", c.journal, epoch=1), "d-old")
         assert await add(c, stale, 7) == Added(7)
         config = ReplicationConfig(replicas=1, min_acks=1, ack_timeout=2.0)
         primary = b.system.spawn(counter("d", b.replicated([b.remote(c)], config), epoch=2), "d")
-        answer = await add(b, primary, 5)
-        assert isinstance(answer, Refused)
-        assert isinstance(answer.cause, ReplicationTimeout)
-        assert "ReplicaDiverged" in str(answer.cause.__cause__)
-        assert await stored(c.journal, "d") == [(1, 1)]
+        assert await add(b, primary, 5) == Added(5)
+        assert await stored(c.journal, "d") == [(1, 2)]
+        assert await total(c, c.system.spawn(counter("d", c.journal, epoch=3), "d")) == 5
