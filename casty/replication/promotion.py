@@ -38,6 +38,8 @@ __all__ = ["pull_missing"]
 
 _log = logging.getLogger(__name__)
 
+_READ_LIMIT = 1000  # most entries a replica store sends per read (`ReadReplica`)
+
 
 async def pull_missing(
     system: ActorSystem,
@@ -111,6 +113,12 @@ async def pull_missing(
         if reply is None or not reply.entries:
             break
         entries: Sequence[JournalEntry] = reply.entries
+        if entries[0].sequence_nr != start:
+            _log.warning(
+                "%s: %s no longer hold %d (deleted); copied %d entries",
+                persistence_id, sources, start, copied,
+            )  # fmt: skip
+            return copied
         try:
             if start <= highest:  # the first page replaces our older history's entries
                 await local.replace_suffix(entries)
@@ -137,33 +145,62 @@ async def _join(
     """The first number ``local`` (its highest is ``highest``) must take from ``sources``
     (theirs is ``best``): ``highest + 1`` when both logs agree up to it, else the first number
     where they differ (``best`` itself when they agree up to it: our entries after it go).
-    Looks further back while the oldest compared entry differs. None when no source answers
-    before ``deadline``."""
+
+    First an entry both logs hold is found (going back further each time), then the entries
+    after it are compared page by page (`delete_to` removes prefixes only, so both hold them
+    all). None when no source answers before ``deadline``, or when either log no longer holds
+    the entries to compare (deleted after a snapshot: snapshots are not replicated).
+    """
     if highest == 0:
         return 1
     top = min(highest, best)
-    loop = asyncio.get_running_loop()
-    low, step = top, 16
+    anchor, step = top, 16
     while True:
-        left = deadline - loop.time()
-        if left <= 0:
+        pair = await _pair(system, local, sources, persistence_id, anchor, anchor, deadline)
+        if pair is None:
             return None
-        read = functools.partial(ReadReplica, persistence_id, low, top)
-        reply = await _read_any(system, sources, read, left)
-        if reply is None:
+        if pair[0] == pair[1]:
+            break
+        if anchor == 1:
+            return 1  # they differ from the first entry on
+        anchor, step = max(1, anchor - step), step * 4
+    low = anchor + 1
+    while low <= top:
+        high = min(top, low + _READ_LIMIT - 1)
+        pair = await _pair(system, local, sources, persistence_id, low, high, deadline)
+        if pair is None:
             return None
-        theirs = {e.sequence_nr: (e.epoch, e.payload) for e in reply.entries}
-        differs = None
-        async for mine in local.replay(persistence_id, low, top):
-            other = theirs.get(mine.sequence_nr)  # None: deleted there, nothing to compare
-            if other is not None and other != (mine.epoch, mine.payload):
-                differs = mine.sequence_nr
-                break
-        if differs is None:
-            return highest + 1 if top == highest else top
-        if differs > low or low == 1:
-            return differs
-        low, step = max(1, low - step), step * 4
+        for number, (mine, theirs) in enumerate(zip(*pair, strict=True), start=low):
+            if mine != theirs:
+                return number
+        low = high + 1
+    return highest + 1 if top == highest else top
+
+
+async def _pair(
+    system: ActorSystem,
+    local: Journal,
+    sources: Sequence[ActorRef[Any]],
+    persistence_id: str,
+    low: int,
+    high: int,
+    deadline: float,
+) -> tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]] | None:
+    """``(epoch, payload)`` of the entries ``low..high`` (at most `_READ_LIMIT`) in ``local``
+    and in the first source to answer; None when no source answers before ``deadline`` or
+    either side lacks one of them."""
+    left = deadline - asyncio.get_running_loop().time()
+    if left <= 0:
+        return None
+    read = functools.partial(ReadReplica, persistence_id, low, high)
+    reply = await _read_any(system, sources, read, left)
+    if reply is None:
+        return None
+    theirs = [(e.epoch, e.payload) for e in reply.entries]
+    mine = [(e.epoch, e.payload) async for e in local.replay(persistence_id, low, high)]
+    if len(mine) != high - low + 1 or len(theirs) != len(mine):
+        return None
+    return mine, theirs
 
 
 async def _read_any(

@@ -6,7 +6,7 @@
    `ReplicaBehind` when it misses earlier entries (the primary then sends those from its
    journal, followed by the batch: catch-up from the replica's highest + 1), `ReplicaFenced`
    when it has stored a higher epoch for the id (the primary is stale and must stop writing),
-   or `ReplicaDiverged` when it holds a newer epoch's entry at a number it was sent. A node's
+   or `ReplicaDiverged` when it cannot replace its differing entries by the pushed ones. A node's
    pushes to one store travel in `ReplicateBatch` messages (the pushes of many entities at
    once), answered by one `ReplicatedBatch` carrying each push's answer.
 3. `GetShardProgress` / `ShardProgress`: the coordinator, before promoting a replica of a lost
@@ -147,8 +147,9 @@ class ReplicaFenced:
 
 @dataclass(frozen=True, slots=True)
 class ReplicaDiverged:
-    """Replica to primary: at ``sequence_nr`` it holds an entry of a newer epoch than the
-    pushed one (the primary's copy of the id is older than the store's).
+    """Replica to primary: it cannot take the push now: where the logs differ, at
+    ``sequence_nr``, its entries are newer than the pushed ones (a catch-up of old entries;
+    the primary's own next write replaces them), or its journal cannot replace entries.
 
     Not an acknowledgement: the store keeps its entries.
     """

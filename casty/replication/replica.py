@@ -39,6 +39,7 @@ __all__ = ["epoch_runs", "last_epoch", "replica_store"]
 _log = logging.getLogger(__name__)
 
 _READ_LIMIT = 1000  # most entries one `ReplicaEntries` carries
+_STEP_BACK = 500  # most entries a store asks for before a push (under the catch-up chunk, 1000)
 
 
 def replica_store(journal: Journal, ledger: ShardLedger | None = None) -> Behavior[Any]:
@@ -56,17 +57,16 @@ def replica_store(journal: Journal, ledger: ShardLedger | None = None) -> Behavi
 
     Idempotent: entries it already holds are acknowledged again without a write, so a primary
     may resend a batch after a lost answer. A push continues the log only after an entry both
-    logs hold (`_store`): where the logs differ, a lost primary's older-epoch entries are
-    replaced by the push (the journal needs `Journal.replace_suffix`), and entries of a newer
-    epoch than the pushed ones are kept and the push answered `ReplicaDiverged`. Fencing: a
-    push whose primary epoch is lower than the epoch of the last entry the store holds for the
-    id is refused (`ReplicaFenced`), and the journal refuses older entries too
-    (`StaleEpoch`); a push for a shard whose primary epoch is older than the shard's fence (the
-    newest epoch the store has seen for the shard, from a push or from `GetShardProgress`) is
-    refused too, whatever the id. A
-    failing journal (`JournalUnavailable`) gets no answer (None in a batch's answers): the
-    primary's write then fails with `ReplicationTimeout` (nothing confirmed, result unknown),
-    which is the honest outcome.
+    logs hold (`_store`); after it, the store's differing entries are replaced by the
+    primary's (the journal needs `Journal.replace_suffix`, else `ReplicaDiverged`). Fencing:
+    a push whose primary epoch is lower than the epoch of an entry the store holds for the id
+    where they differ, or of its last entry, is refused (`ReplicaFenced`), and the journal
+    refuses older entries too (`StaleEpoch`); a push for a shard whose primary epoch is older
+    than the shard's fence (the newest epoch the store has seen for the shard, from a push or
+    from `GetShardProgress`) is refused too, whatever the id. A failing journal
+    (`JournalUnavailable`) gets no answer (None in a batch's answers): the primary's write
+    then fails with `ReplicationTimeout` (nothing confirmed, result unknown), which is the
+    honest outcome.
     """
     shards = ShardLedger() if ledger is None else ledger
     # The last push of each id still being stored: pushes of one id run one after the other,
@@ -226,11 +226,13 @@ async def _store(
     once, by that epoch's primary, so when this store's last entry and the first pushed one
     have the same epoch, the push continues the store's log. When another epoch wrote the
     store's last entry, or the first pushed entry differs from the stored one, the store asks
-    for one entry more (`ReplicaBehind` one below the push) until the push starts with an
-    entry both logs hold. At the first entry that differs after it, the newer epoch wins: an
-    older epoch's entries (a lost primary's unconfirmed writes) are replaced by the push
-    (`Journal.replace_suffix`); entries of a newer epoch than the pushed ones are kept and the
-    push is answered `ReplicaDiverged` (the primary holds an older history of the id).
+    for earlier entries (`ReplicaBehind` below the push) until the push starts with an entry
+    both logs hold. After it, as a Raft follower does, the store replaces its differing
+    entries by the primary's (`Journal.replace_suffix`): the primary's pull (`pull_missing`)
+    took the most advanced history of the id from every store up at its promotion. A store
+    holding an entry of a newer epoch than the pushing primary refuses it (`ReplicaFenced`: a
+    newer primary exists); one whose differing entries are newer than the pushed ones (a
+    catch-up of old entries) keeps them for now (`ReplicaDiverged`).
     ``tails`` caches the last entry this store wrote per id, so the usual push needs no read.
     """
     entries = msg.entries
@@ -258,17 +260,24 @@ async def _store(
                 if entries[-1].sequence_nr <= highest:
                     # Held already, entry for entry: confirming writes nothing, whatever the
                     # epoch (a promoted primary's catch-up may arrive after its next write).
-                    return Replicated(pid, highest, msg.batch)
+                    # Confirmed up to the push's last entry only: past it the logs may differ.
+                    return Replicated(pid, entries[-1].sequence_nr, msg.batch)
                 missing = [e for e in entries if e.sequence_nr > highest]
                 return await _append(journal, missing, tails, msg)
             if differs.sequence_nr == first.sequence_nr > 1:
-                return ReplicaBehind(pid, first.sequence_nr - 2, msg.batch)  # and the one before
-            if differs.epoch >= entries[differs.sequence_nr - first.sequence_nr].epoch:
-                return ReplicaDiverged(pid, differs.sequence_nr, msg.batch)
+                # Resend from further back, twice as much each time (a long divergence takes a
+                # few rounds, not one per entry), but never so far that the primary's catch-up
+                # chunk would stop short of the entry that differed.
+                back = first.sequence_nr - 1 - min(len(entries), _STEP_BACK)
+                return ReplicaBehind(pid, max(0, back), msg.batch)
+            if msg.epoch < differs.epoch:
+                return ReplicaFenced(pid, differs.epoch, msg.batch)  # a newer primary wrote it
             replacing = entries[differs.sequence_nr - first.sequence_nr :]
             try:
                 await journal.replace_suffix(replacing)
-            except WriteRejected:  # a journal that cannot replace entries keeps its own
+            except (StaleEpoch, WriteRejected):
+                # Its entries are newer than the pushed ones (a catch-up of old entries: the
+                # primary's own next write replaces them), or the journal cannot replace any.
                 return ReplicaDiverged(pid, differs.sequence_nr, msg.batch)
             tails[pid] = (replacing[-1].sequence_nr, replacing[-1].epoch)
             _log.info(

@@ -314,8 +314,13 @@ class ReplicatedJournal(LocalReads):
 
     async def _catch_up(self, pid: str, start: int, last: int) -> tuple[JournalEntry, ...]:
         chunk = [e async for e in self._local.replay(pid, start, last, limit=_CATCH_UP)]
-        if not chunk:
-            raise ReplicationError(f"{pid}: the local journal no longer holds {start}..{last}")
+        if not chunk or chunk[0].sequence_nr != start:
+            # Deleted after a snapshot (`delete_to`): snapshots are not replicated, so a store
+            # that needs these entries cannot be caught up from here.
+            raise ReplicationError(
+                f"{pid}: the local journal no longer holds {start}..{last} (deleted); the "
+                "store cannot be caught up"
+            )
         return tuple(chunk)
 
     async def aclose(self) -> None:

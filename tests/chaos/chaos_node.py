@@ -28,9 +28,11 @@ from casty.sharding import wait_registered
 
 
 async def main(args: argparse.Namespace) -> None:
-    # Sharding's decisions (promotions, re-allocations) on stderr, to explain a failed run.
+    # Sharding's and replication's decisions (promotions, re-allocations, replaced entries)
+    # on stderr, to explain a failed run.
     logging.basicConfig(format="%(created).3f %(levelname)s %(name)s: %(message)s")
     logging.getLogger("casty.sharding").setLevel(logging.INFO)
+    logging.getLogger("casty.replication").setLevel(logging.INFO)
     journal = SQLiteJournal(args.db, synchronous="NORMAL")
     system = ClusteredActorSystem(
         "chaos", host=args.host, port=args.port, node_id=args.node_id, seed_nodes=args.seed

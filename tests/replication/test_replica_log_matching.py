@@ -7,16 +7,15 @@ The store appended the new primary's next entry after its own stale ones and ack
 promoted later, it served a history without the acknowledged epoch-2 entries. Then it refused
 such pushes for good, which left the id without a replica and its copy never repaired (the
 chaos test lost acknowledged writes when such copies piled up). Now, as in Raft, it finds the
-last entry both logs hold, replaces its older-epoch entries after it with the primary's, and
-refuses only a primary whose entries there are older than its own.
+last entry both logs hold and replaces its entries after it with the primary's (see also
+``test_divergence.py``).
 """
 
 from __future__ import annotations
 
 import pytest
-from replication_support import Added, Refused, add, counter, nodes, stored, total
+from replication_support import Added, add, counter, nodes, stored, total
 
-from casty.errors import ReplicationTimeout
 from casty.replication import ReplicationConfig
 
 pytestmark = pytest.mark.slow
@@ -43,24 +42,6 @@ async def test_a_store_replaces_an_older_epochs_entries_after_the_last_shared_on
         # B stepped back to entry 2 (held by both) and took A's entries after it.
         assert await stored(b.journal, "c") == [(1, 1), (2, 1), (3, 2), (4, 2)]
         assert await total(b, b.system.spawn(counter("c", b.journal, epoch=3), "c")) == 22
-
-
-async def test_a_store_holding_a_newer_epochs_entries_keeps_them() -> None:
-    async with nodes(2) as (a, b):
-        # B holds entry 1 of epoch 2; A, a primary at epoch 3 whose journal holds only an
-        # older entry 1 (epoch 1), must not overwrite it.
-        newer = b.system.spawn(counter("e", b.journal, epoch=2), "newer")
-        assert await add(b, newer, 1) == Added(1)
-        await b.system.stop(newer)
-        older = a.system.spawn(counter("e", a.journal, epoch=1), "older")
-        assert await add(a, older, 10) == Added(10)
-        await a.system.stop(older)
-        config = ReplicationConfig(replicas=1, min_acks=1, ack_timeout=1.0)
-        entity = a.system.spawn(counter("e", a.replicated([a.remote(b)], config), epoch=3), "e")
-        answer = await add(a, entity, 10)
-        assert isinstance(answer, Refused) and isinstance(answer.cause, ReplicationTimeout)
-        assert "ReplicaDiverged" in str(answer.cause.__cause__)
-        assert await stored(b.journal, "e") == [(1, 2)]
 
 
 async def test_a_store_that_holds_the_same_last_entry_takes_the_next_epochs_entries() -> None:
