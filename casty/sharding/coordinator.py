@@ -142,7 +142,7 @@ class _Promotion:
         self.candidates = candidates  # in slot order (ties go to the earlier slot)
         self.epoch = epoch  # the stores asked were fenced at it
         self.answers: dict[str, tuple[int, int]] = {}  # region key -> (epoch, total)
-        self.fallback = fallback  # asking every eligible region (no slot is)
+        self.fallback = fallback  # no replica slot is among the candidates
         self.fence = 0  # the highest fence the stores held before the question
 
 
@@ -258,6 +258,9 @@ class _Coordinator:
         self.starting: dict[int, float] = {}
         self.handoffs: dict[int, _Handoff] = {}
         self.promoting: dict[int, _Promotion] = {}
+        # Shards kept unallocated since (monotonic seconds): every copy that answered was
+        # behind the most advanced one ever promoted (`promoted`).
+        self.held_back: dict[int, float] = {}
         self.phase = _ACTIVE
         self.predecessor: Address | None = None
         self.view = ClusterView()
@@ -553,18 +556,17 @@ class _Coordinator:
             return  # kept waiting: a region registering or coming up retries
         waiting = self.waiting.get(shard_id)
         requester = next(iter(waiting), "") if waiting else ""
-        # A replicated shard goes to one of its replicas: only they hold its events. The most
-        # advanced copy wins (asked first, even when alone: `promote` fences it).
-        candidates = [r for r in self.table.replicas(shard_id) if r in current]
-        if candidates:
-            self.promote(shard_id, candidates)
-            return
         if self.spec.replication is not None:
-            # None of its replica slots is eligible (their nodes are restarting, or this
-            # coordinator's table was rebuilt without the shard): any region's journal may hold
-            # a copy, so ask them all rather than place it blind (`promoted` lets the strategy
-            # place a shard nobody holds anything of).
-            self.promote(shard_id, sorted(current), fallback=True)
+            # A replicated shard goes to the most advanced copy of its events (`promote` asks
+            # and fences them). Its replica slots hold one, but so may every other region: the
+            # lost primary's node restarted (its journal holds every write it acknowledged),
+            # an earlier replica, a slot that was not caught up yet. So all are asked, the
+            # slots first (ties go to them); with no slot eligible (their nodes restarting, or
+            # this coordinator's table was rebuilt without the shard) a shard nobody holds
+            # anything of is placed by the strategy (`promoted`).
+            slots = [r for r in self.table.replicas(shard_id) if r in current]
+            others = sorted(key for key in current if key not in slots)
+            self.promote(shard_id, [*slots, *others], fallback=not slots)
             return
         key = self.strategy.allocate_shard(requester, shard_id, current)
         if key is None or key not in current:
@@ -612,7 +614,7 @@ class _Coordinator:
             return  # nowhere to go yet: the tick or a registering region retries
         alive = [key for key in promotion.candidates if key in current]
         answered = [key for key in alive if key in promotion.answers]
-        blank = promotion.fence == 0
+        blank = promotion.fence == 0 and self.table.mark(shard_id) == (0, 0)
         if promotion.fallback and blank and all(promotion.answers[k] == (0, 0) for k in answered):
             # Nobody holds anything of the shard (a new one): the strategy places it.
             requester = next(iter(self.waiting.get(shard_id, ())), "")
@@ -625,6 +627,8 @@ class _Coordinator:
         self.table.raise_epoch(shard_id, promotion.fence)
         if answered:
             key = max(answered, key=lambda k: (promotion.answers[k], -alive.index(k)))
+            if self.behind_the_mark(shard_id, promotion.answers[key]):
+                return  # a tick (an asker waits) or the next asker promotes it again
         elif alive:
             key = alive[0]
         else:
@@ -639,8 +643,41 @@ class _Coordinator:
         )
         self.place(shard_id, key, current)
 
+    def behind_the_mark(self, shard_id: int, best: tuple[int, int]) -> bool:
+        """Whether to keep ``shard_id`` unallocated: ``best``, the most advanced copy that
+        answered, is behind the most advanced copy ever promoted (`ShardAllocationTable.mark`),
+        so a copy holding acknowledged events is down (its node restarting, say; or a new
+        replica was lost before it was caught up). Waits at most ``5 * ack_timeout`` seconds,
+        then the most advanced copy that answers is promoted (and a warning logged: events
+        only the missing copy held are lost)."""
+        config = self.spec.replication
+        assert config is not None
+        mark = self.table.mark(shard_id)
+        if best >= mark:
+            self.held_back.pop(shard_id, None)
+            self.table.raise_mark(shard_id, best)
+            return False
+        now = self.clock.monotonic()
+        since = self.held_back.setdefault(shard_id, now)
+        if now - since < 5 * config.ack_timeout:
+            if since == now:
+                log.info(
+                    "%s: shard %d: the copies that answer are behind the most advanced one "
+                    "promoted before (%s < %s): waiting for it",
+                    self.log_prefix, shard_id, best, mark,
+                )  # fmt: skip
+            return True
+        log.warning(
+            "%s: shard %d: promoting a copy behind the most advanced one promoted before "
+            "(%s < %s) after %.1f s: events only that copy held are lost",
+            self.log_prefix, shard_id, best, mark, now - since,
+        )  # fmt: skip
+        del self.held_back[shard_id]
+        return False
+
     def place(self, shard_id: int, key: str, current: dict[str, frozenset[int]]) -> None:
         """Allocate ``shard_id`` to ``key`` at a new epoch, with its replicas, and host it."""
+        self.held_back.pop(shard_id, None)
         epoch = self.table.allocate(shard_id, key)
         config = self.spec.replication
         if config is not None:  # fill its replica slots from ``current`` (never ``key``)

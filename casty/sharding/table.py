@@ -41,7 +41,16 @@ class ShardAllocationTable:
         ConfigurationError: ``num_shards`` is not an int >= 1.
     """
 
-    __slots__ = ("_epochs", "_handoff", "_num_shards", "_owner", "_replicas", "_shards", "version")
+    __slots__ = (
+        "_epochs",
+        "_handoff",
+        "_marks",
+        "_num_shards",
+        "_owner",
+        "_replicas",
+        "_shards",
+        "version",
+    )
 
     def __init__(self, num_shards: int) -> None:
         if type(num_shards) is not int or num_shards < 1:
@@ -52,6 +61,7 @@ class ShardAllocationTable:
         self._epochs: dict[int, int] = {}
         self._handoff: set[int] = set()
         self._replicas: dict[int, tuple[str, ...]] = {}
+        self._marks: dict[int, tuple[int, int]] = {}  # shard -> most advanced copy promoted
         self.version = 0
 
     # ------------------------------------------------------------------------ queries
@@ -172,6 +182,21 @@ class ShardAllocationTable:
         self._check_shard(shard_id)
         if epoch > self.epoch(shard_id):
             self._epochs[shard_id] = epoch
+
+    def mark(self, shard_id: int) -> tuple[int, int]:
+        """The ``(epoch, total)`` progress of the most advanced copy of ``shard_id`` that was
+        ever promoted (`casty.replication.protocol.ShardProgress`); ``(0, 0)`` if none."""
+        return self._marks.get(shard_id, (0, 0))
+
+    def raise_mark(self, shard_id: int, progress: tuple[int, int]) -> None:
+        """Record that a copy of ``shard_id`` at ``progress`` was promoted (never lowers it).
+
+        Raises:
+            ConfigurationError: ``shard_id`` is out of range.
+        """
+        self._check_shard(shard_id)
+        if progress > self.mark(shard_id):
+            self._marks[shard_id] = (int(progress[0]), int(progress[1]))
 
     def begin_handoff(self, shard_id: int) -> str:
         """Mark ``shard_id`` as moving; it stays allocated to its owner until completed.
@@ -345,6 +370,7 @@ class ShardAllocationTable:
                     f"{previous.num_shards}"
                 )
             table._epochs = dict(previous._epochs)
+            table._marks = dict(previous._marks)
             table.version = previous.version
         for region in sorted(reports):
             table.apply_report(region, reports[region])
@@ -367,7 +393,8 @@ class ShardAllocationTable:
              "regions": [[region, [shard_id, ...]], ...],     # every region, sorted
              "epochs": [[shard_id, epoch], ...],              # every shard ever allocated
              "handoff": [shard_id, ...],
-             "replicas": [[shard_id, [region, ...]], ...]}
+             "replicas": [[shard_id, [region, ...]], ...],
+             "marks": [[shard_id, epoch, total], ...]}        # optional (`mark`)
 
         Lists are sorted, so equal tables give equal wire forms.
         """
@@ -381,6 +408,7 @@ class ShardAllocationTable:
             "replicas": [
                 [shard_id, list(self._replicas[shard_id])] for shard_id in sorted(self._replicas)
             ],
+            "marks": [[shard_id, *self._marks[shard_id]] for shard_id in sorted(self._marks)],
         }
 
     @classmethod
@@ -448,6 +476,13 @@ class ShardAllocationTable:
             ):
                 raise _Invalid(f"replicas {chosen!r} of shard {shard_id} invalid")
             table._replicas[shard_id] = chosen
+        for entry in _list(data.get("marks", ()), "marks"):
+            numbers = list(_list(entry, "marks"))
+            if len(numbers) != 3 or not all(type(v) is int and v >= 0 for v in numbers):
+                raise _Invalid(f"mark {entry!r} is not three ints >= 0")
+            if shard(numbers[0]) in table._marks:
+                raise _Invalid(f"mark of shard {numbers[0]} repeated")
+            table._marks[numbers[0]] = (numbers[1], numbers[2])
         return table
 
     # ------------------------------------------------------------------------ helpers

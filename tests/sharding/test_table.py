@@ -319,6 +319,7 @@ def _busy_table() -> ShardAllocationTable:
     table.allocate(2, "10.0.0.3:25520")
     table.set_replicas(0, ["10.0.0.2:25520", "idle:1"])
     table.set_replicas(7, ["10.0.0.3:25520"])
+    table.raise_mark(0, (3, 120))
     return table
 
 
@@ -331,7 +332,23 @@ def test_wire_round_trip_preserves_everything() -> None:
     assert copy.in_handoff == {4}
     assert [copy.epoch(s) for s in range(16)] == [table.epoch(s) for s in range(16)]
     assert copy.replicas(0) == ("10.0.0.2:25520", "idle:1")
+    assert copy.mark(0) == (3, 120) and copy.mark(1) == (0, 0)
     assert copy.allocate(5, "idle:1") == table.allocate(5, "idle:1") == 2
+
+
+def test_a_shards_mark_only_rises_and_a_wire_form_without_marks_is_read() -> None:
+    table = _table(4, ("a",))
+    table.raise_mark(1, (2, 50))
+    table.raise_mark(1, (2, 40))  # lower: kept
+    table.raise_mark(1, (1, 900))  # older epoch: kept
+    assert table.mark(1) == (2, 50)
+    table.raise_mark(1, (3, 0))
+    assert table.mark(1) == (3, 0)
+    with pytest.raises(ConfigurationError):
+        table.raise_mark(4, (1, 1))
+    wire = table.to_wire()
+    del wire["marks"]  # a table sent by a node from before marks
+    assert ShardAllocationTable.from_wire(wire).mark(1) == (0, 0)
 
 
 def test_wire_form_survives_msgpack_and_json() -> None:
@@ -384,6 +401,11 @@ def _broken(**changes: Any) -> dict[str, Any]:
         _broken(replicas=[[0, []]]),
         _broken(replicas=[[0, [["x"], ["x"]]]]),
         _broken(replicas=[[0, ["idle:1"]], [0, ["idle:1"]]]),
+        _broken(marks=[[0, 1]]),
+        _broken(marks=[[0, 1, -1]]),
+        _broken(marks=[[99, 1, 1]]),  # shard out of range
+        _broken(marks=[[0, 1, 1], [0, 2, 2]]),
+        _broken(marks="0"),
     ],
 )
 def test_malformed_wire_raises_decode_error(wire: object) -> None:
