@@ -877,6 +877,14 @@ class _Coordinator:
         self.inherited.discard(key)
         self.proxies.pop(key, None)
         self.reports.pop(key, None)
+        # Shards of other owners with a replica slot on ``key``: the slot goes with it.
+        slotted = {
+            shard_id: self.table.replicas(shard_id)
+            for region, shards in self.table.allocations().items()
+            if region != key
+            for shard_id in shards
+            if key in self.table.replicas(shard_id)
+        }
         freed = self.table.remove_region(key)
         for shard_id, handoff in list(self.handoffs.items()):
             if handoff.owner == key:
@@ -890,6 +898,18 @@ class _Coordinator:
             self.starting.pop(shard_id, None)
             self.after_unallocated(shard_id)
         self.fix_replicas()
+        for shard_id, before in slotted.items():
+            owner = self.table.owner(shard_id)
+            left = tuple(r for r in before if r != key)
+            if (
+                owner is not None
+                and shard_id not in self.handoffs
+                and self.table.replicas(shard_id) == left
+            ):
+                # No region could take the slot (`fix_replicas` told the owner nothing): tell
+                # it the slot is gone, so that its writes stop waiting on a removed node's
+                # store (with fewer stores than min_acks they are refused at once).
+                self.send_host(shard_id, owner, self.table.epoch(shard_id))
         self.changed()
 
     # -- topology -----------------------------------------------------------------------------

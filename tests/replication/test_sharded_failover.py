@@ -24,7 +24,14 @@ from sharded_support import (
 )
 from sharding_harness import wait_all, wait_until
 
-from casty.errors import AskTimeout, CastyError, HandshakeFailed, ReplicationTimeout, StaleEpoch
+from casty.errors import (
+    AskTimeout,
+    CastyError,
+    HandshakeFailed,
+    ReplicationError,
+    ReplicationTimeout,
+    StaleEpoch,
+)
 from casty.journals import SQLiteJournal
 from casty.replication import ReplicationConfig
 from casty.replication.protocol import ReplicaFenced, Replicate
@@ -288,3 +295,27 @@ async def _ids_of_a_shard_away_from(
             if await cluster.owner(ids[0]) != avoid:
                 return ids[:count]
     raise AssertionError(f"no shard of {count} ids away from node {avoid}")
+
+
+async def test_a_removed_nodes_replica_slot_leaves_its_owner_and_writes_are_refused() -> None:
+    # Found by a new user's kill test: with replicas=2 on 3 nodes, a node's removal left no
+    # region to take its slots, so the coordinator told the owners nothing and their writes
+    # kept waiting on the removed node's store (ReplicationTimeout: result unknown) until it
+    # came back. Now the owner is told the slot is gone and refuses at once (nothing written).
+    config = ReplicationConfig(replicas=2, min_acks=2, ack_timeout=3.0)
+    async with replicated_cluster(3, config) as cluster:
+        [entity] = await entity_on(cluster, via=0, avoid=0)
+        primary = await cluster.owner(entity)
+        assert await cluster.add(primary, entity, 1) == Added(1)
+        await cluster.kill(3 - primary)  # its replica slots are on node 0 and this one
+
+        async def refused_as_too_few_stores() -> bool:
+            # Asked on the primary's node: the test's Refused (an exception) is not sent on.
+            answer = await cluster.add(primary, entity, 1)
+            return (
+                isinstance(answer, Refused)
+                and isinstance(answer.cause, ReplicationError)
+                and not isinstance(answer.cause, ReplicationTimeout)
+            )
+
+        await wait_until(refused_as_too_few_stores, 30.0)
