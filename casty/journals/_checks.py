@@ -8,7 +8,13 @@ from dataclasses import fields
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from casty.abc import MAX_SEQUENCE_NR, JournalEntry, SnapshotEntry
-from casty.errors import ConfigurationError, CorruptEntry, WriteRejected
+from casty.errors import (
+    ConfigurationError,
+    CorruptEntry,
+    SequenceConflict,
+    StaleEpoch,
+    WriteRejected,
+)
 
 __all__ = [
     "RowReplay",
@@ -16,6 +22,7 @@ __all__ = [
     "check_id",
     "check_limit",
     "check_replace",
+    "check_replace_against",
     "check_replay",
     "check_snapshot",
     "check_snapshot_query",
@@ -186,6 +193,45 @@ def check_replace(entries: Sequence[JournalEntry]) -> str:
     if not entries:
         raise WriteRejected("replace_suffix needs at least one entry")
     return check_write(entries, one_epoch=False)
+
+
+async def check_replace_against(
+    persistence_id: str,
+    entries: Sequence[JournalEntry],
+    highest: int,
+    stored_epoch: int,
+    kept_epoch: Callable[[], Awaitable[int]],
+) -> None:
+    """Check checked ``entries`` of `Journal.replace_suffix` against the stored log: its
+    ``highest`` number and ``stored_epoch`` (the epoch of its highest entry, deleted or not:
+    epochs never decrease along a log). ``kept_epoch`` reads the epoch of the kept entry just
+    below ``entries`` (0 when deleted); it is awaited only when ``entries`` replace some.
+
+    Raises:
+        SequenceConflict: ``entries`` would leave a gap after ``highest``.
+        StaleEpoch: a replaced entry is newer than ``entries[-1]``, or ``entries[0]`` is older
+            than the kept entry (for a plain append: than ``stored_epoch``, as for a write).
+    """
+    n = entries[0].sequence_nr
+    if n > highest + 1:
+        raise SequenceConflict(
+            f"{persistence_id!r}: sequence_nr {n} would leave a gap (the highest written is "
+            f"{highest})"
+        )
+    if n == highest + 1:
+        below, replaced = stored_epoch, 0  # a plain append: fenced as a write is
+    else:
+        below, replaced = await kept_epoch(), stored_epoch
+    first, last = entries[0].epoch, entries[-1].epoch
+    if replaced > last:
+        raise StaleEpoch(
+            f"{persistence_id!r}: a replaced entry has epoch {replaced}, newer than the "
+            f"replacement's {last}"
+        )
+    if first < below:
+        raise StaleEpoch(
+            f"{persistence_id!r}: epoch {first} is older than the kept entry's {below}"
+        )
 
 
 def check_snapshot(snapshot: SnapshotEntry) -> None:

@@ -15,6 +15,7 @@ from casty.journals._checks import (
     check_bound,
     check_id,
     check_replace,
+    check_replace_against,
     check_replay,
     check_snapshot,
     check_snapshot_query,
@@ -145,36 +146,18 @@ class InMemoryJournal(Journal):
         log = store.logs.get(persistence_id)
         if log is None:
             log = store.logs[persistence_id] = _Log()
-        first = entries[0]
-        n = first.sequence_nr
-        if n > log.highest + 1:
-            raise SequenceConflict(
-                f"{persistence_id!r}: sequence_nr {n} would leave a gap (the highest written "
-                f"is {log.highest})"
-            )
+        n = entries[0].sequence_nr
         start = bisect_left(log.entries, n, key=_sequence_nr)
-        # Epochs never decrease along a log, so the highest entry (stored or deleted) holds
-        # the id's stored epoch: it is among the replaced ones unless this is a plain append.
-        if n == log.highest + 1:
-            below, replaced = log.max_epoch, 0  # a plain append: fenced as a write is
-        else:
+
+        async def kept_epoch() -> int:  # never suspends: the call stays atomic
             kept = log.entries[start - 1] if start else None
-            below = kept.epoch if kept is not None and kept.sequence_nr == n - 1 else 0
-            replaced = log.max_epoch
-        last = entries[-1].epoch
-        if replaced > last:
-            raise StaleEpoch(
-                f"{persistence_id!r}: a replaced entry has epoch {replaced}, newer than the "
-                f"replacement's {last}"
-            )
-        if first.epoch < below:
-            raise StaleEpoch(
-                f"{persistence_id!r}: epoch {first.epoch} is older than the kept entry's {below}"
-            )
+            return kept.epoch if kept is not None and kept.sequence_nr == n - 1 else 0
+
+        await check_replace_against(persistence_id, entries, log.highest, log.max_epoch, kept_epoch)
         del log.entries[start:]
         log.entries.extend(entries)
         log.highest = entries[-1].sequence_nr
-        log.max_epoch = last
+        log.max_epoch = entries[-1].epoch
         for sequence_nr in [nr for nr in log.snapshots if nr >= n]:
             del log.snapshots[sequence_nr]
 

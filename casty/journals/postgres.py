@@ -28,6 +28,7 @@ from casty.journals._checks import (
     check_bound,
     check_id,
     check_replace,
+    check_replace_against,
     check_replay,
     check_snapshot,
     check_snapshot_query,
@@ -639,31 +640,16 @@ ORDER BY e.ord
         self, connection: asyncpg.Connection, persistence_id: str, entries: Sequence[JournalEntry]
     ) -> None:
         n = entries[0].sequence_nr
-        first, last = entries[0].epoch, entries[-1].epoch
         await connection.execute(self._sql_lock)
+        # The newest row (a tombstone after delete_to) holds the id's epoch.
         newest = await connection.fetchrow(self._sql_newest, persistence_id)
         highest, stored = (newest[0], newest[1]) if newest else (0, 0)
-        if n > highest + 1:
-            raise SequenceConflict(
-                f"{persistence_id!r}: sequence_nr {n} would leave a gap (the highest written "
-                f"is {highest})"
-            )
-        # The newest row (a tombstone after delete_to) holds the id's epoch; it is replaced
-        # unless this is a plain append.
-        if n == highest + 1:
-            below, replaced = stored, 0
-        else:
+
+        async def kept_epoch() -> int:
             kept = await connection.fetchval(self._sql_epoch_at, persistence_id, n - 1)
-            below, replaced = (0 if kept is None else kept), stored
-        if replaced > last:
-            raise StaleEpoch(
-                f"{persistence_id!r}: a replaced entry has epoch {replaced}, newer than the "
-                f"replacement's {last}"
-            )
-        if first < below:
-            raise StaleEpoch(
-                f"{persistence_id!r}: epoch {first} is older than the kept entry's {below}"
-            )
+            return 0 if kept is None else int(kept)
+
+        await check_replace_against(persistence_id, entries, highest, stored, kept_epoch)
         await connection.execute(self._sql_delete_from, persistence_id, n)
         await connection.execute(self._sql_delete_snapshots_from, persistence_id, n)
         await connection.execute(

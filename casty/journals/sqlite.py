@@ -28,6 +28,7 @@ from casty.journals._checks import (
     check_bound,
     check_id,
     check_replace,
+    check_replace_against,
     check_replay,
     check_snapshot,
     check_snapshot_query,
@@ -544,33 +545,17 @@ class SQLiteJournal(Journal):
         db = await self._ensure_open()
         persistence_id = check_replace(entries)
         n = entries[0].sequence_nr
-        first, last = entries[0].epoch, entries[-1].epoch
         async with self._lock:
             try:
                 await db.execute("BEGIN IMMEDIATE")
                 meta = list(await db.execute_fetchall(_META, (persistence_id,)))
                 highest, stored = (meta[0][0], meta[0][1]) if meta else (0, 0)
-                if n > highest + 1:
-                    raise SequenceConflict(
-                        f"{persistence_id!r}: sequence_nr {n} would leave a gap (the highest "
-                        f"written is {highest})"
-                    )
-                # Epochs never decrease along a log, so the stored fence is the epoch of the
-                # highest entry (deleted or not), which is replaced unless this is an append.
-                if n == highest + 1:
-                    below, replaced = stored, 0
-                else:
+
+                async def kept_epoch() -> int:
                     kept = list(await db.execute_fetchall(_EPOCH_AT, (persistence_id, n - 1)))
-                    below, replaced = (kept[0][0] if kept else 0), stored
-                if replaced > last:
-                    raise StaleEpoch(
-                        f"{persistence_id!r}: a replaced entry has epoch {replaced}, newer than "
-                        f"the replacement's {last}"
-                    )
-                if first < below:
-                    raise StaleEpoch(
-                        f"{persistence_id!r}: epoch {first} is older than the kept entry's {below}"
-                    )
+                    return int(kept[0][0]) if kept else 0
+
+                await check_replace_against(persistence_id, entries, highest, stored, kept_epoch)
                 await db.execute(_DELETE_FROM, (persistence_id, n))
                 await db.execute(_DELETE_SNAPSHOTS_FROM, (persistence_id, n))
                 await db.execute(_REWIND, (persistence_id, n - 1))
