@@ -6,6 +6,7 @@ Messages live in this module so their wire names (``module:qualname``) are stabl
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +138,18 @@ async def nodes(
 
 async def add(node: Node, entity: ActorRef[Any], amount: int) -> Any:
     return await node.system.ask(entity, lambda r: Add(amount, r), timeout=WAIT)
+
+
+_alone = itertools.count()
+
+
+async def write_alone(node: Node, entity_id: str, epoch: int, amounts: Sequence[int]) -> list[Any]:
+    """Add ``amounts`` to a counter on ``node``'s own journal at ``epoch`` (no replicas), then
+    stop it: a history only that node holds. The answers, in order."""
+    entity = node.system.spawn(counter(entity_id, node.journal, epoch), f"alone-{next(_alone)}")
+    answers = [await add(node, entity, amount) for amount in amounts]
+    await node.system.stop(entity)
+    return answers
 
 
 async def total(node: Node, entity: ActorRef[Any]) -> Any:

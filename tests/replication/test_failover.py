@@ -5,7 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from replication_support import Added, Refused, add, connect, counter, nodes, stored, total
+from replication_support import (
+    Added,
+    Refused,
+    add,
+    connect,
+    counter,
+    nodes,
+    stored,
+    total,
+    write_alone,
+)
 
 from casty.errors import ReplicationTimeout, StaleEpoch
 from casty.replication import ReplicationConfig, pull_missing
@@ -45,18 +55,11 @@ async def test_pull_missing_replaces_an_older_epochs_entries_and_skips_a_silent_
     network = FakeNetwork()
     async with nodes(3, network) as (a, b, c):
         # B holds seq 1..2 of epoch 1; C holds seq 1..2 of epoch 2 (the newer history).
-        old = b.system.spawn(counter("h", b.journal, epoch=1), "h-old")
-        assert await add(b, old, 1) == Added(1)
-        assert await add(b, old, 2) == Added(3)
-        newer = c.system.spawn(counter("h", c.journal, epoch=2), "h-new")
-        assert await add(c, newer, 7) == Added(7)
-        assert await add(c, newer, 8) == Added(15)
+        assert await write_alone(b, "h", 1, [1, 2]) == [Added(1), Added(3)]
+        assert await write_alone(c, "h", 2, [7, 8]) == [Added(7), Added(15)]
         # A holds its own seq 1..3 of epoch 1 (a lost primary's unconfirmed writes): from the
         # first entry on, C's newer history replaces them, the surplus third entry included.
-        mine = a.system.spawn(counter("h", a.journal, epoch=1), "h-mine")
-        for n in (5, 6, 7):
-            await add(a, mine, n)
-        await a.system.stop(mine)
+        await write_alone(a, "h", 1, [5, 6, 7])
         assert await pull_missing(a.system, a.journal, [a.remote(c)], "h", timeout=5.0) == 2
         assert await stored(a.journal, "h") == [(1, 2), (2, 2)]
         assert await total(a, a.system.spawn(counter("h", a.journal, epoch=3), "h")) == 15
@@ -70,17 +73,10 @@ async def test_pull_missing_keeps_the_entries_both_logs_share() -> None:
     async with nodes(2) as (a, b):
         # Both hold 1..2 of epoch 1; A then wrote 3 at epoch 1 (never confirmed) and B, the
         # promoted primary at epoch 2, wrote 3..4.
-        for node, name in ((a, "p-a"), (b, "p-b")):
-            first = node.system.spawn(counter("p", node.journal, epoch=1), name)
-            assert await add(node, first, 1) == Added(1)
-            assert await add(node, first, 2) == Added(3)
-            await node.system.stop(first)
-        lost = a.system.spawn(counter("p", a.journal, epoch=1), "p-lost")
-        assert await add(a, lost, 100) == Added(103)
-        await a.system.stop(lost)
-        promoted = b.system.spawn(counter("p", b.journal, epoch=2), "p-new")
-        assert await add(b, promoted, 3) == Added(6)
-        assert await add(b, promoted, 4) == Added(10)
+        for node in (a, b):
+            assert await write_alone(node, "p", 1, [1, 2]) == [Added(1), Added(3)]
+        assert await write_alone(a, "p", 1, [100]) == [Added(103)]
+        assert await write_alone(b, "p", 2, [3, 4]) == [Added(6), Added(10)]
         assert await pull_missing(a.system, a.journal, [a.remote(b)], "p", timeout=5.0) == 2
         assert await stored(a.journal, "p") == [(1, 1), (2, 1), (3, 2), (4, 2)]
         assert await total(a, a.system.spawn(counter("p", a.journal, epoch=3), "p")) == 10

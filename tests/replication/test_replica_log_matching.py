@@ -14,7 +14,7 @@ last entry both logs hold and replaces its entries after it with the primary's (
 from __future__ import annotations
 
 import pytest
-from replication_support import Added, add, counter, nodes, stored, total
+from replication_support import Added, add, counter, nodes, stored, total, write_alone
 
 from casty.replication import ReplicationConfig
 
@@ -25,17 +25,10 @@ async def test_a_store_replaces_an_older_epochs_entries_after_the_last_shared_on
     async with nodes(2) as (a, b):
         # Both hold 1..2 of epoch 1. B, primary at epoch 1, then wrote 3 and never got it
         # confirmed; A, promoted at epoch 2, wrote another 3.
-        for node, name in ((a, "c-a"), (b, "c-b")):
-            shared = node.system.spawn(counter("c", node.journal, epoch=1), name)
-            assert await add(node, shared, 1) == Added(1)
-            assert await add(node, shared, 1) == Added(2)
-            await node.system.stop(shared)
-        lost = b.system.spawn(counter("c", b.journal, epoch=1), "lost")
-        assert await add(b, lost, 1) == Added(3)
-        await b.system.stop(lost)
-        alone = a.system.spawn(counter("c", a.journal, epoch=2), "alone")
-        assert await add(a, alone, 10) == Added(12)
-        await a.system.stop(alone)
+        for node in (a, b):
+            assert await write_alone(node, "c", 1, [1, 1]) == [Added(1), Added(2)]
+        assert await write_alone(b, "c", 1, [1]) == [Added(3)]
+        assert await write_alone(a, "c", 2, [10]) == [Added(12)]
         config = ReplicationConfig(replicas=1, min_acks=1, ack_timeout=5.0)
         entity = a.system.spawn(counter("c", a.replicated([a.remote(b)], config), epoch=2), "c")
         assert await add(a, entity, 10) == Added(22)
