@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from casty.abc import Journal, JournalEntry
 from casty.errors import SequenceConflict, StaleEpoch, WriteRejected
 from casty.replication.protocol import (
+    READ_LIMIT,
     GetReplicaHighest,
     ReadReplica,
     ReplicaEntries,
@@ -38,7 +39,6 @@ __all__ = ["pull_missing"]
 
 _log = logging.getLogger(__name__)
 
-_READ_LIMIT = 1000  # most entries a replica store sends per read (`ReadReplica`)
 
 
 async def pull_missing(
@@ -166,7 +166,7 @@ async def _join(
         anchor, step = max(1, anchor - step), step * 4
     low = anchor + 1
     while low <= top:
-        high = min(top, low + _READ_LIMIT - 1)
+        high = min(top, low + READ_LIMIT - 1)
         pair = await _pair(system, local, sources, persistence_id, low, high, deadline)
         if pair is None:
             return None
@@ -186,7 +186,7 @@ async def _pair(
     high: int,
     deadline: float,
 ) -> tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]] | None:
-    """``(epoch, payload)`` of the entries ``low..high`` (at most `_READ_LIMIT`) in ``local``
+    """``(epoch, payload)`` of the entries ``low..high`` (at most `READ_LIMIT`) in ``local``
     and in the first source to answer; None when no source answers before ``deadline`` or
     either side lacks one of them."""
     left = deadline - asyncio.get_running_loop().time()

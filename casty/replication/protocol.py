@@ -29,6 +29,8 @@ from typing import Any
 from casty.abc import JournalEntry
 
 __all__ = [
+    "CATCH_UP_LIMIT",
+    "READ_LIMIT",
     "GetReplicaHighest",
     "GetShardProgress",
     "ReadReplica",
@@ -43,6 +45,15 @@ __all__ = [
     "ReplicatedBatch",
     "ShardProgress",
 ]
+
+
+READ_LIMIT = 1000
+"""Most entries one `ReplicaEntries` carries (a replica store's answer to `ReadReplica`)."""
+
+CATCH_UP_LIMIT = 1000
+"""Most entries one catch-up `Replicate` of a primary carries; a store asks for at most half
+as many before a push (`ReplicaBehind`), so the resent chunk still holds the entry that
+differed."""
 
 
 @dataclass(frozen=True, slots=True)

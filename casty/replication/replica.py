@@ -19,6 +19,8 @@ from casty.errors import (
 )
 from casty.replication.ledger import ShardLedger
 from casty.replication.protocol import (
+    CATCH_UP_LIMIT,
+    READ_LIMIT,
     GetReplicaHighest,
     GetShardProgress,
     ReadReplica,
@@ -38,8 +40,6 @@ __all__ = ["epoch_runs", "last_epoch", "replica_store"]
 
 _log = logging.getLogger(__name__)
 
-_READ_LIMIT = 1000  # most entries one `ReplicaEntries` carries
-_STEP_BACK = 500  # most entries a store asks for before a push (under the catch-up chunk, 1000)
 
 
 def replica_store(journal: Journal, ledger: ShardLedger | None = None) -> Behavior[Any]:
@@ -141,7 +141,7 @@ def replica_store(journal: Journal, ledger: ShardLedger | None = None) -> Behavi
             elif isinstance(msg, ReadReplica):
                 pid = msg.persistence_id
                 await pushed(pid)
-                read = journal.replay(pid, msg.from_nr, msg.to_nr, limit=_READ_LIMIT)
+                read = journal.replay(pid, msg.from_nr, msg.to_nr, limit=READ_LIMIT)
                 msg.reply_to.tell(ReplicaEntries(pid, tuple([e async for e in read])))
             elif isinstance(msg, GetShardProgress):
                 await pushed()  # the answer must count every push accepted before the fence
@@ -268,7 +268,7 @@ async def _store(
                 # Resend from further back, twice as much each time (a long divergence takes a
                 # few rounds, not one per entry), but never so far that the primary's catch-up
                 # chunk would stop short of the entry that differed.
-                back = first.sequence_nr - 1 - min(len(entries), _STEP_BACK)
+                back = first.sequence_nr - 1 - min(len(entries), CATCH_UP_LIMIT // 2)
                 return ReplicaBehind(pid, max(0, back), msg.batch)
             if msg.epoch < differs.epoch:
                 return ReplicaFenced(pid, differs.epoch, msg.batch)  # a newer primary wrote it

@@ -19,7 +19,13 @@ from casty.replication._pushes import Channel, channel
 from casty.replication._pushes import retrieve as _retrieve
 from casty.replication._reads import LocalReads
 from casty.replication.config import ReplicationConfig
-from casty.replication.protocol import ReplicaBehind, ReplicaFenced, Replicate, Replicated
+from casty.replication.protocol import (
+    CATCH_UP_LIMIT,
+    ReplicaBehind,
+    ReplicaFenced,
+    Replicate,
+    Replicated,
+)
 
 if TYPE_CHECKING:
     from casty.actors.ref import ActorRef
@@ -27,7 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ReplicatedJournal"]
 
-_CATCH_UP = 1000  # most entries one catch-up message carries
 _batches = itertools.count(1)
 
 
@@ -313,7 +318,7 @@ class ReplicatedJournal(LocalReads):
         raise AskTimeout(f"replica store {store} did not confirm {pid} in time")
 
     async def _catch_up(self, pid: str, start: int, last: int) -> tuple[JournalEntry, ...]:
-        chunk = [e async for e in self._local.replay(pid, start, last, limit=_CATCH_UP)]
+        chunk = [e async for e in self._local.replay(pid, start, last, limit=CATCH_UP_LIMIT)]
         if not chunk or chunk[0].sequence_nr != start:
             # Deleted after a snapshot (`delete_to`): snapshots are not replicated, so a store
             # that needs these entries cannot be caught up from here.
