@@ -7,7 +7,7 @@ import logging
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Final, Self, final
+from typing import Any, Final, Self, cast, final
 
 from casty.abc import Address, Connection, ConnectionHandler, Listener, Transport
 from casty.errors import ConnectFailed, ConnectionBroken, FrameTooLarge, TransportError
@@ -86,7 +86,7 @@ class StreamConnection(FramedConnection, asyncio.Protocol):
     # ---- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         self._transport = transport
         transport.set_write_buffer_limits(high=self._high_water)
         sock = transport.get_extra_info("socket")

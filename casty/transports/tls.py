@@ -7,7 +7,7 @@ import logging
 import os
 import ssl
 from pathlib import Path
-from typing import Any, Final, Self, final
+from typing import Any, Final, Self, cast, final
 
 from casty.abc import Address, Connection, ConnectionHandler, Listener, Transport
 from casty.errors import ConfigurationError, HandshakeFailed
@@ -162,7 +162,7 @@ class _PendingHandshake(asyncio.Protocol):
         self._listener = listener
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         transport.pause_reading()  # the ClientHello must reach the TLS layer, not this protocol
         self._listener.spawn(self._owner._accept(transport, self._listener), transport)
 
