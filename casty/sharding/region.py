@@ -329,7 +329,10 @@ class _Region:
 
     def receive(self, ctx: ActorContext[Any], msg: Any) -> Behavior[Any]:
         if msg.__class__ is ShardEnvelope:
-            record = self.entities.get(msg.entity_id)
+            try:
+                record = self.entities.get(msg.entity_id)
+            except TypeError:  # an unhashable id (a list, say): route dead-letters it
+                record = None
             if record is not None and record.buffer is None:
                 record.ref.tell(msg.message)
                 record.tick = self.tick
@@ -351,7 +354,7 @@ class _Region:
             self.dead_letter(msg, f"sharding {self.type_name!r} does not serve: {why}")
             return
         entity_id = msg.entity_id
-        shard_id = self.shard_of.get(entity_id)
+        shard_id = self.shard_of.get(entity_id) if entity_id.__class__ is str else None
         if shard_id is None:
             try:
                 shard_id = shard_id_for(entity_id, self.num_shards)
@@ -451,7 +454,7 @@ class _Region:
         self.system._dead_letter(msg, self.me, reason)
 
     def on_start_entity(self, msg: StartEntity) -> None:
-        record = self.entities.get(msg.entity_id)
+        record = self.entities.get(msg.entity_id) if msg.entity_id.__class__ is str else None
         if record is None or record.buffer is not None:
             self.route(msg)
 
@@ -848,7 +851,7 @@ class _Region:
     # -- passivation ------------------------------------------------------------------------
 
     def on_passivate(self, msg: Passivate) -> None:
-        record = self.entities.get(msg.entity_id)
+        record = self.entities.get(msg.entity_id) if msg.entity_id.__class__ is str else None
         if record is None or record.buffer is not None:
             return
         record.stop_delivering(PASSIVATE)

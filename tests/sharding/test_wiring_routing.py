@@ -267,6 +267,40 @@ async def test_an_ask_whose_request_overflows_the_buffer_fails_at_once() -> None
         await stop_all(nodes, leave=False)
 
 
+@pytest.mark.parametrize("bad_id", [["x"], {"x": 1}, None, 42])
+async def test_an_invalid_entity_id_is_a_dead_letter_and_the_region_goes_on(bad_id: Any) -> None:
+    # An unhashable id used to raise TypeError in the region's fast path: the region restarted,
+    # its entities stopped and the messages queued for them were lost.
+    nodes = await start_cluster(1)
+    try:
+        system = nodes[0].system
+        letters = dead_letter_recorder(system)
+        received: list[int] = []
+
+        def counting(entity_id: str) -> Behavior[Any]:
+            def receive(ctx: ActorContext[Any], msg: Any) -> Behavior[Any]:
+                received.append(msg)
+                return Behaviors.same()
+
+            return Behaviors.receive(receive)
+
+        region = system.spawn(Behaviors.sharded(counting, num_shards=16), "counted")
+        for i in range(200):
+            region.tell(ShardEnvelope("a", i))
+        region.tell(ShardEnvelope(bad_id, -1))
+        region.tell(StartEntity(bad_id))
+        for i in range(200, 400):
+            region.tell(ShardEnvelope("a", i))
+        await wait_until(lambda: len(received) == 400, timeout=10.0)
+        assert received == list(range(400))
+        await wait_until(lambda: sum("invalid entity id" in d.reason for d in letters) == 2)
+        invalid = [d for d in letters if "invalid entity id" in d.reason]
+        assert [type(d.message) for d in invalid] == [ShardEnvelope, StartEntity]
+        assert all(d.message.entity_id == bad_id for d in invalid)
+    finally:
+        await stop_all(nodes, leave=False)
+
+
 async def test_a_region_on_a_node_without_the_role_only_routes() -> None:
     first = node(node_id="worker", roles={"worker"})
     await first.system.__aenter__()
