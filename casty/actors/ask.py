@@ -109,18 +109,30 @@ class PromiseRef(ActorRef[Any]):
     __hash__ = object.__hash__
 
 
-def reply_promises(message: object) -> Iterator[PromiseRef]:
-    """The ask promises among the top-level fields of ``message`` (dataclass, tuple, object):
-    the asks that wait for a reply to it."""
-    fields = getattr(type(message), "__dataclass_fields__", None)
-    values: Any
+def request_fields(message: object) -> list[object]:
+    """The values where an ask's reply ref travels in ``message``: its top-level fields
+    (dataclass fields, tuple items or instance attributes), then those of the request it
+    wraps, when its class names that attribute in ``__wrapped_request__`` (a `ShardEnvelope`
+    wraps its ``message``)."""
+    cls = type(message)
+    fields = getattr(cls, "__dataclass_fields__", None)
+    values: list[object]
     if fields is not None:
-        values = (getattr(message, name, None) for name in fields)
+        values = [getattr(message, name, None) for name in fields]
     elif isinstance(message, tuple):
-        values = message
+        values = list(message)
     else:
-        values = getattr(message, "__dict__", {}).values()
-    for value in values:
+        values = list(getattr(message, "__dict__", {}).values())
+    wrapped = getattr(cls, "__wrapped_request__", None)
+    if type(wrapped) is str:
+        values += request_fields(getattr(message, wrapped, None))
+    return values
+
+
+def reply_promises(message: object) -> Iterator[PromiseRef]:
+    """The ask promises among `request_fields` of ``message``: the asks of this system that
+    wait for a reply to it."""
+    for value in request_fields(message):
         if type(value) is PromiseRef:
             yield value
 

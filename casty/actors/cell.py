@@ -2,13 +2,19 @@
 
 Scheduling, and why it is shaped like this: an idle actor owns no task and not even a mailbox
 object (an empty deque costs more than the rest of the actor), so it costs a few hundred bytes.
-A message to an idle actor creates its mailbox and schedules one ``loop.call_soon`` run. The run
-drains up to ``throughput`` messages by driving one "drain" coroutine by hand
-(``coro.send(None)``): a handler that does not really suspend completes inside that call, with
-no task and no queue round trip, which is several times cheaper than a task per message. When
-a handler does suspend (yields a future), the half-run drain coroutine is handed to a task that
-finishes it and keeps draining, so message order is kept; when the mailbox is empty the task
-ends and the actor is task-less again. Handlers run in the system's shared
+A message to an idle actor creates its mailbox and schedules one ``loop.call_soon`` run (or,
+while `ActorSystem._woken` collects them, a run before the current loop callback returns: how
+remoting handles a request in the callback that reads it). The run handles up to ``throughput``
+messages. User messages whose handler returns at once (the same behavior, or a receive
+behavior) are handled by plain calls, without a coroutine; anything else (a handler that raised
+or returned a coroutine, a system message, an internal envelope) goes, with the rest of the
+budget, to one "drain" coroutine driven by hand (``coro.send(None)``): a handler that does not
+really suspend completes inside that call, with no task and no queue round trip, which is
+several times cheaper than a task per message. When a handler does suspend (yields a future),
+the half-run drain coroutine is handed to a task that finishes it and keeps draining, so
+message order is kept; when the mailbox is empty the task ends and the actor is task-less
+again. Either way one message is handled at a time: a tell from a handler, to itself or to
+another actor, is queued, never handled inside the handler. Handlers run in the system's shared
 ``contextvars.Context`` (the run is a loop callback, not a task).
 
 Lifecycle work (stop, restart, escalation, children terminating) goes through a small system
@@ -250,7 +256,11 @@ class LocalActorRef(ActorRef[M_contra]):
         if not cell._scheduled:
             cell._scheduled = True
             system = cell._system
-            system._call_soon(cell._run, context=system._context)
+            woken = system._woken
+            if woken is None:
+                system._call_soon(cell._run, context=system._context)
+            else:
+                woken.append(cell)  # run before the current loop callback returns
 
     def _watch(self, watcher: ActorRef[Any], notice: object) -> None:
         cell = self._cell
@@ -337,7 +347,11 @@ class ActorCell(Generic[M]):
         if not self._scheduled:
             self._scheduled = True
             system = self._system
-            system._call_soon(self._run, context=system._context)
+            woken = system._woken
+            if woken is None:
+                system._call_soon(self._run, context=system._context)
+            else:
+                woken.append(self)
 
     def _ending(self) -> bool:
         """Whether this incarnation is over: restarting (old children stopping, PreRestart,
@@ -401,8 +415,69 @@ class ActorCell(Generic[M]):
     # -- running ----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        """A loop callback: drain inline; hand over to a task only if a handler suspends."""
-        drain = self._drain()
+        """A loop callback: drain inline; hand over to a task only if a handler suspends.
+
+        User messages to a running actor whose handler returns the same behavior (or a
+        receive behavior) at once are handled here, without a coroutine; the first message
+        that needs more (a handler that raised or returned a coroutine or another behavior, a
+        system message, an internal envelope, a stop) and the rest of the budget go to the
+        drain coroutine, which handles it exactly as if it had run from the start.
+        """
+        system = self._system
+        budget = system._throughput
+        pending: tuple[Any, Any, BaseException | None] | None = None
+        mailbox = self._mailbox
+        if mailbox and self._sysq is None and self._status == _RUNNING:
+            if len(mailbox) > system._mailbox_high_water:
+                system._mailbox_high_water = len(mailbox)  # deepest when a run starts
+            ctx: ActorContext[M] = self  # type: ignore[assignment]  # every cell is a context
+            handled = 0
+            try:
+                while budget:
+                    message = mailbox[0]
+                    if message.__class__ is _Envelope:
+                        break
+                    mailbox.popleft()
+                    budget -= 1
+                    handled += 1
+                    try:
+                        result = self._behavior.handler(ctx, message)
+                    except Exception as exc:
+                        pending = (message, None, exc)
+                        break
+                    except asyncio.CancelledError as exc:  # no task of ours to be cancelled
+                        pending = (message, None, exc)
+                        break
+                    if result is not _SAME:
+                        if type(result) is not _Receive:
+                            pending = (message, result, None)
+                            break
+                        self._behavior = result
+                    if self._sysq is not None or self._status != _RUNNING:
+                        break
+                    mailbox = self._mailbox
+                    if not mailbox:
+                        break
+            except BaseException:  # not an Exception nor a cancellation: it ends the run
+                system._processed += handled
+                self._after_run()
+                raise
+            system._processed += handled
+            if pending is None and self._sysq is None:
+                # Nothing the drain would do: spare its coroutine.
+                if not self._mailbox and self._status == _RUNNING:
+                    self._scheduled = False  # self._after_run(), inlined for an idle actor
+                    mailbox = self._mailbox
+                    if mailbox is not None:
+                        self._mailbox = None
+                        spare = system._spare_mailboxes
+                        if len(spare) < _SPARE_MAILBOXES:
+                            spare.append(mailbox)
+                    return
+                if not budget:
+                    self._after_run()
+                    return
+        drain = self._drain(budget, pending)
         try:
             yielded = drain.send(None)
         except StopIteration:
@@ -416,7 +491,11 @@ class ActorCell(Generic[M]):
     def _after_run(self) -> None:
         if self._sysq is not None or (self._status <= _RUNNING and self._mailbox):
             system = self._system
-            system._call_soon(self._run, context=system._context)
+            woken = system._woken
+            if woken is None:
+                system._call_soon(self._run, context=system._context)
+            else:
+                woken.append(self)
             return
         self._scheduled = False
         mailbox = self._mailbox
@@ -427,13 +506,19 @@ class ActorCell(Generic[M]):
             if len(spare) < _SPARE_MAILBOXES:
                 spare.append(mailbox)
 
-    async def _drain(self) -> None:
+    async def _drain(
+        self, budget: int, pending: tuple[Any, Any, BaseException | None] | None
+    ) -> None:
+        """Handle up to ``budget`` more entries, after finishing ``pending`` (a message `_run`
+        handled in part, what its handler returned and what it raised)."""
         ctx: ActorContext[M] = self  # type: ignore[assignment]  # every cell is a context
         system = self._system
-        budget = system._throughput
-        mailbox = self._mailbox
-        if mailbox is not None and len(mailbox) > system._mailbox_high_water:
-            system._mailbox_high_water = len(mailbox)  # deepest when a run starts
+        if pending is None:
+            mailbox = self._mailbox
+            if mailbox is not None and len(mailbox) > system._mailbox_high_water:
+                system._mailbox_high_water = len(mailbox)  # deepest when a run starts
+        else:
+            await self._finish_message(*pending)
         handled = 0
         try:
             while budget:
@@ -475,6 +560,31 @@ class ActorCell(Generic[M]):
                     await self._fail(exc)
         finally:
             system._processed += handled
+
+    async def _finish_message(
+        self, message: Any, result: Any, failure: BaseException | None
+    ) -> None:
+        """Finish handling ``message``, whose handler returned ``result`` or raised
+        ``failure`` (in `_run`), as `_drain` would have."""
+        if failure is None:
+            try:
+                if type(result) is CoroutineType:
+                    result = await result
+                if result is not _SAME:
+                    if type(result) is _Receive:
+                        self._behavior = result
+                    else:
+                        await self._become(result, message)
+                return
+            except Exception as exc:
+                failure = exc
+            except asyncio.CancelledError as exc:
+                if self._cancelling():
+                    # Stopped while handling `message`: its asker need not wait for a timeout.
+                    self._fail_asks(message)
+                    raise
+                failure = exc
+        await self._fail(failure)
 
     def _fail_asks(self, message: object) -> None:
         """Fail the asks whose ``reply_to`` is a top-level field of ``message`` (a reply

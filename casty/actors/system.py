@@ -10,7 +10,6 @@ import math
 import re
 from collections import deque
 from collections.abc import Callable
-from contextvars import Context
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar, final
@@ -213,6 +212,9 @@ class ActorSystem:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._loop = loop
         self._call_soon = loop.call_soon
+        # While not None, cells woken by a tell are collected here instead of scheduled, and
+        # run before the current loop callback returns (`_run_woken`).
+        self._woken: list[ActorCell[Any]] | None = None
         # Actor runs are loop callbacks; one shared context spares a copy per run.
         self._context = contextvars.copy_context()
         self._throughput = throughput
@@ -352,8 +354,10 @@ class ActorSystem:
 
         The ask fails fast, instead of waiting for its timeout, when the request cannot be
         handled and ``reply_to`` is a top-level field of the request (a dataclass field, a
-        tuple item or an attribute; a ``reply_to`` nested deeper surfaces as `AskTimeout`):
-        the request became a dead letter, or ``target`` was stopped while handling it.
+        tuple item or an attribute), or of the request an envelope wraps (a `ShardEnvelope`'s
+        ``message``; see `casty.actors.ask.request_fields`); a ``reply_to`` nested deeper
+        surfaces as `AskTimeout`: the request became a dead letter, or ``target`` was stopped
+        while handling it.
 
         Raises:
             AskTimeout: no reply within ``timeout``; the request may or may not be handled.
@@ -378,16 +382,17 @@ class ActorSystem:
         future: asyncio.Future[Any] = self._loop.create_future()
         promise = PromiseRef(self, future, target, timeout)
         message = factory(promise)
-        self._ask_timeouts.add(promise, timeout)
         try:
             tell(message)
+            # After the tell: a remote request leaves sooner (its timer is not urgent).
+            self._ask_timeouts.add(promise, timeout)
             return await future
         finally:
             bucket = promise._bucket  # promise.release(), inlined: this is the hot path
             if bucket is not None:
                 bucket.discard(promise)
             if promise._id:
-                promise.release()
+                self._temp.pop(promise._path, None)
 
     async def stop(self, ref: ActorRef[Any]) -> None:
         """Stop a local actor and wait until it has terminated (children first, hooks run).
@@ -607,48 +612,43 @@ class ActorSystem:
         if cell._parent is not self._root:  # guardians are not counted
             self._live_actors -= 1
 
-    def _run_woken_inline(self, work: Callable[[], None]) -> None:
-        """Call ``work`` (which tells local actors), then run the actors it woke, here.
+    def _schedule_woken(self, woken: list[ActorCell[Any]]) -> None:
+        """Hand runs collected in `_woken` to whoever would have run them (see `_run_woken`)."""
+        outer = self._woken
+        if outer is not None:
+            outer.extend(woken)
+            return
+        call_soon, context = self._call_soon, self._context
+        for cell in woken:
+            call_soon(cell._run, context=context)
+
+    def _run_woken(self, woken: list[ActorCell[Any]]) -> None:
+        """Run, here, the actors woken while `_woken` was ``woken``, as the loop would.
 
         A message to an idle actor schedules the actor's run with ``call_soon``, one loop
-        iteration later; the runs scheduled while ``work`` runs are collected and made right
-        after it, in this callback, as the loop would make them (in order, in the given context,
-        an error reported to the loop's exception handler). Only those first runs: an actor that
-        has more left after ``throughput`` messages, or that an inline run wakes, is scheduled on
-        the loop as usual. If ``work`` raises, the collected runs go to the loop and the error
-        propagates. Remoting uses this for each batch of frames a connection delivers.
+        iteration later. A caller that delivers messages from outside any actor (remoting, for
+        each batch of frames a connection delivers: `RemoteActorSystem._dispatch_frames`) sets
+        `_woken` to a new list, tells, restores `_woken`, then calls this: the actors woken run
+        right away, in order, in the system's context, an error reported to the loop's exception
+        handler. Only those first runs: an actor that has more left after ``throughput``
+        messages, or that a run wakes, is scheduled as usual; a tell from a handler is queued
+        (handlers are never re-entered). If telling raised, the caller hands the collected runs
+        to `_schedule_woken` instead.
         """
-        runs: list[tuple[Callable[..., object], tuple[Any, ...], Context | None]] = []
-        call_soon = self._call_soon
-
-        def collect(
-            callback: Callable[..., object], *args: Any, context: Context | None = None
-        ) -> None:
-            runs.append((callback, args, context))
-
-        self._call_soon = collect  # type: ignore[assignment]
+        context = self._context
         try:
-            work()
-        except BaseException:
-            for callback, args, context in runs:
-                call_soon(callback, *args, context=context)
-            raise
-        finally:
-            self._call_soon = call_soon
-        for callback, args, context in runs:
-            if context is not None and not _can_enter(context):
-                call_soon(callback, *args, context=context)  # we run inside it: leave it be
-                continue
+            context.run(int)  # _can_enter(context), inlined
+        except RuntimeError:
+            self._schedule_woken(woken)  # we run inside it: leave the runs to the loop
+            return
+        for cell in woken:
             try:
-                if context is None:
-                    callback(*args)
-                else:
-                    context.run(callback, *args)
+                context.run(cell._run)
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:  # as asyncio's Handle._run reports it
                 self._loop.call_exception_handler(
-                    {"message": f"Exception in callback {callback!r}", "exception": exc}
+                    {"message": f"Exception in callback {cell._run!r}", "exception": exc}
                 )
 
     def _dead_letter(self, message: object, recipient: ActorRef[Any], reason: str) -> None:
@@ -668,12 +668,3 @@ class ActorSystem:
         if stream._cell._status >= _STOPPING:
             return  # shutting down: the stream cannot deliver, and telling it would recurse
         stream.tell(EventStreamPublish(DeadLetter(message, recipient, reason)))
-
-
-def _can_enter(context: Context) -> bool:
-    """Whether ``context`` can be entered here (it is not the one running this code)."""
-    try:
-        context.run(int)
-    except RuntimeError:
-        return False
-    return True

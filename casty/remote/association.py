@@ -32,6 +32,7 @@ declared lost too.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import TYPE_CHECKING, Any, final
 
@@ -166,7 +167,29 @@ class Association:
     def tell(self, ref: RemoteActorRef[Any], message: object) -> None:
         """Queue ``message`` for ``ref`` (or send it at once when the peer is idle)."""
         if self._direct:
-            self._send_direct(ref._path, message)
+            # Sent at once (a request, a reply), written out here: the hot path of an ask.
+            conn = self.conn
+            assert conn is not None
+            self._direct = False
+            chunk = [FRAME_ENVELOPES, ref._path, message]
+            try:
+                frame = self.system._envelopes.encode(chunk)
+            except EncodeError:
+                frame = b""
+            if not frame or len(frame) > conn.max_frame_size:
+                # Encoding it again fails the same way, and drops it as a dead letter with the
+                # reason.
+                self._encode(chunk, [], conn.max_frame_size)
+                self._direct = True
+                return
+            try:
+                conn.send(frame)
+            except TransportError:
+                self._requeue(chunk[1:])  # the reader is about to notice and reconnect
+                return
+            self.sent += 1
+            self.frames_sent += 1
+            self.bytes_sent += len(frame)
             return
         if self._queued >= self._capacity:
             reason = (
@@ -199,29 +222,6 @@ class Association:
             wake.set_result(None)  # never done: `_detach` forgets the future it cancels
         elif self.conn is None:
             self.ensure_connector()
-
-    def _send_direct(self, path: str, message: object) -> None:
-        conn = self.conn
-        assert conn is not None
-        self._direct = False
-        chunk = [FRAME_ENVELOPES, path, message]
-        try:
-            frame = self.system._envelopes.encode(chunk)
-        except EncodeError:
-            frame = b""
-        if not frame or len(frame) > conn.max_frame_size:
-            # Encoding it again fails the same way, and drops it as a dead letter with the reason.
-            self._encode(chunk, [], conn.max_frame_size)
-            self._direct = True
-            return
-        try:
-            conn.send(frame)
-        except TransportError:
-            self._requeue(chunk[1:])  # the reader is about to notice and reconnect
-            return
-        self.sent += 1
-        self.frames_sent += 1
-        self.bytes_sent += len(frame)
 
     def resume_direct(self) -> None:
         """The peer's frames arrived: the next tell may be sent at once, if the writer is idle
@@ -668,10 +668,9 @@ class Association:
         transport flush) delivered, so a large backlog is still dispatched in slices between
         which the loop runs timers and other peers.
         """
-        dispatch = self.system._dispatch_frames
         reason = "closed by the peer"
         try:
-            await conn.receive_into(lambda frames: dispatch(self, frames))
+            await conn.receive_into(functools.partial(self.system._dispatch_frames, self))
         except DecodeError as exc:
             reason = f"protocol violation: {exc}"
             log.warning(

@@ -41,6 +41,7 @@ A frame that is not such an array, has an unknown tag, or has a recipient that i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, final
 
@@ -48,6 +49,7 @@ import msgpack
 
 from casty.abc import RefCodec, Serializer
 from casty.errors import DecodeError, EncodeError, HandshakeFailed
+from casty.serializers.msgpack import MsgpackSerializer
 
 __all__ = [
     "FRAME_ENVELOPES",
@@ -94,6 +96,8 @@ OP_SHUTDOWN: Final = 6
 #: ask reply ref ``path`` (a ``/temp/`` path on the receiver) as a dead letter for ``reason``
 #: (a dead-letter reason) on its way to ``recipient`` (an address), so the ask can fail at once.
 OP_ASK_FAILED: Final = 7
+
+_unpackb = msgpack.unpackb  # a module global: one lookup per frame instead of two
 
 #: Serializers whose output is one MessagePack value and which decode arrays of such values.
 INLINE_SERIALIZERS: Final = frozenset({"msgpack"})
@@ -230,7 +234,17 @@ class EnvelopeCodec:
         refs: resolves actor refs inside messages (the system's `RefCodec`).
     """
 
-    __slots__ = ("_decode", "_encode", "_refs", "inline", "serializer")
+    __slots__ = (
+        "_decode",
+        "_encode",
+        "_generation",
+        "_hook",
+        "_msgpack",
+        "_pack",
+        "_refs",
+        "inline",
+        "serializer",
+    )
 
     def __init__(self, serializer: Serializer, refs: RefCodec) -> None:
         self.serializer = serializer
@@ -238,6 +252,19 @@ class EnvelopeCodec:
         self._refs = refs
         self._encode = serializer.encode
         self._decode = serializer.decode
+        # The built-in msgpack serializer's own functions, called without its wrappers (a
+        # remote message's hot path); refreshed when a `register` makes them stale.
+        self._msgpack = serializer if type(serializer) is MsgpackSerializer else None
+        self._generation = -1
+        self._pack: Callable[[object], bytes] = _unset
+        self._hook: Callable[[int, bytes], object] = _unset
+        if self._msgpack is not None:
+            self._refresh(self._msgpack)
+
+    def _refresh(self, serializer: MsgpackSerializer) -> None:
+        """Fetch ``serializer``'s functions again (`_pack`, `_hook`)."""
+        self._pack, self._hook = serializer._functions_for(self._refs)
+        self._generation = serializer._generation
 
     # ---- encoding ----------------------------------------------------------------------------
 
@@ -247,6 +274,25 @@ class EnvelopeCodec:
         Raises:
             EncodeError: a message has no wire form; nothing of the frame is written.
         """
+        serializer = self._msgpack
+        if serializer is not None:
+            if serializer._generation != self._generation:
+                self._refresh(serializer)
+            pack = self._pack
+            try:
+                if len(frame) == 3 and type(frame[1]) is str:
+                    # One message (a request, a reply): the array's head and the path are
+                    # written here, so the message is the outermost value msgpack packs (one
+                    # packer less).
+                    path = frame[1].encode()
+                    if len(path) < 32:
+                        return _ONE_ENTRY_HEADS[len(path)] + path + pack(frame[2])
+                    return _ONE_ENTRY + _packed_str(path) + pack(frame[2])
+                return pack(frame)
+            except EncodeError:
+                raise
+            except Exception as exc:  # as MsgpackSerializer.encode translates them
+                raise EncodeError(f"cannot encode list: {exc}") from exc
         if self.inline:
             return self._encode(frame, self._refs)
         out: list[Any] = [FRAME_ENVELOPES]
@@ -284,7 +330,26 @@ class EnvelopeCodec:
                 other exception escapes.
         """
         salvaged = True  # decoded message by message: some may be Undecodable
-        if self.inline:
+        serializer = self._msgpack
+        if serializer is not None:
+            if serializer._generation != self._generation:
+                self._refresh(serializer)
+            try:
+                # As MsgpackSerializer.decode calls it (a call with keywords costs less than
+                # a partial's).
+                items = _unpackb(frame, ext_hook=self._hook, strict_map_key=False, timestamp=2)
+                salvaged = False
+            except Exception:  # what MsgpackSerializer.decode turns into DecodeError
+                items = self._salvage(frame)
+            if (
+                type(items) is list
+                and len(items) == 3
+                and type(items[0]) is int
+                and items[0] == FRAME_ENVELOPES
+                and type(items[1]) in _ENVELOPE_TYPES
+            ):
+                return items, not salvaged or type(items[2]) is not Undecodable
+        elif self.inline:
             try:
                 items = self._decode(frame, self._refs)
                 salvaged = False
@@ -351,6 +416,29 @@ class EnvelopeCodec:
             return self._decode(payload, self._refs)
         except DecodeError as exc:
             return Undecodable(payload, str(exc))
+
+
+def _unset(*args: Any) -> Any:
+    """In place of the msgpack functions of an `EnvelopeCodec` of another serializer."""
+    raise AssertionError("not a msgpack envelope codec")
+
+
+#: The head of a one-entry envelope frame: a 3-item array, then the tag.
+_ONE_ENTRY: Final = b"\x93" + bytes((FRAME_ENVELOPES,))
+#: That head followed by the header of a recipient path of 0..31 bytes (a fixstr).
+_ONE_ENTRY_HEADS: Final = tuple(_ONE_ENTRY + bytes((0xA0 | size,)) for size in range(32))
+
+
+def _packed_str(data: bytes) -> bytes:
+    """UTF-8 ``data`` with the header msgpack writes for a ``str`` of it (the shortest)."""
+    size = len(data)
+    if size < 32:
+        return bytes((0xA0 | size,)) + data
+    if size < 0x100:
+        return bytes((0xD9, size)) + data
+    if size < 0x10000:
+        return b"\xda" + size.to_bytes(2, "big") + data
+    return b"\xdb" + size.to_bytes(4, "big") + data
 
 
 def _describe(items: object) -> str:

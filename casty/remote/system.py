@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar, Final, final
 
 from casty._calm_log import CalmLog
 from casty.abc import Address, Connection, Listener, RefCodec, Serializer, Transport
-from casty.actors.ask import PromiseRef
+from casty.actors.ask import PromiseRef, request_fields
 from casty.actors.cell import _TERMINATED, LocalActorRef
 from casty.actors.events import DeadLetterReason
 from casty.actors.ref import ActorRef
@@ -79,17 +79,6 @@ _NOT_A_REQUEST: Final = frozenset(
 
 def _ask_failure(reason: str, text: str) -> CastyError:
     return _ASK_FAILURES.get(reason, ActorStopped)(text)
-
-
-def _field_values(message: object) -> Iterable[object]:
-    """The top-level field values of ``message`` (a dataclass, tuple or plain object), where
-    an ask's reply ref travels."""
-    fields = getattr(type(message), "__dataclass_fields__", None)
-    if fields is not None:
-        return [getattr(message, name, None) for name in fields]
-    if isinstance(message, tuple):
-        return message
-    return list(getattr(message, "__dict__", {}).values())
 
 
 def _unreachable(message: object) -> None:
@@ -508,7 +497,7 @@ class RemoteActorSystem(ActorSystem):
         whatever dropped the request on this node.
         """
         if reason not in _NOT_A_REQUEST:
-            for value in _field_values(message):
+            for value in request_fields(message):
                 if type(value) is PromiseRef:
                     if type(reason) is RemoteDeadLetterReason:
                         text = f"the request to {recipient.address} was dropped: {reason}"
@@ -532,22 +521,29 @@ class RemoteActorSystem(ActorSystem):
         """Dispatch a batch of frames, then run the actors it woke, before returning.
 
         That saves a request the loop iteration between its arrival and its handling (see
-        `ActorSystem._run_woken_inline`).
+        `ActorSystem._run_woken`).
 
         Raises:
             DecodeError: a protocol violation; the caller drops the connection (the runs
-                scheduled before it go to the loop).
+                collected before it go to the loop).
         """
-
         association.frames_received += len(frames)
         association.bytes_received += sum(map(len, frames))
-        association.resume_direct()
-
-        def dispatch_all() -> None:
+        if association._wake is not None and len(association._out) == 1:
+            association._direct = True  # association.resume_direct(), inlined
+        outer = self._woken
+        woken: list[Any] = []
+        self._woken = woken
+        try:
             for frame in frames:
                 self._dispatch(association, frame)
-
-        self._run_woken_inline(dispatch_all)
+        except BaseException:
+            self._woken = outer
+            self._schedule_woken(woken)
+            raise
+        self._woken = outer
+        if woken:
+            self._run_woken(woken)
 
     def _dispatch(self, association: Association, frame: bytes) -> None:
         """Deliver every entry of an envelope frame, in order.
@@ -557,6 +553,29 @@ class RemoteActorSystem(ActorSystem):
         """
         self._wire_codec.peer = association
         items, clean = self._envelopes.decode(frame)
+        if len(items) == 3:  # one entry: a request or a reply, most often
+            association.received += 1
+            recipient = items[1]
+            message = items[2]
+            if type(recipient) is str:
+                if type(message) is Undecodable:
+                    self._undecodable(association, recipient, message)
+                    return
+                ref = self._local_refs.get(recipient)
+                if ref is not None and ref._cell._status != _TERMINATED:
+                    ref.tell(message)
+                else:
+                    # An ask's reply goes straight to the waiting future; no actor runs.
+                    promise = self._temp.get(recipient)
+                    if promise is None:
+                        self._local_ref(recipient, ref).tell(message)
+                    elif not promise._future.done():
+                        promise._future.set_result(message)  # promise.tell, inlined
+                    else:
+                        promise.tell(message)  # a late reply: a dead letter
+            else:
+                association.control(recipient, message)
+            return
         association.received += len(items) >> 1
         cache = self._local_refs
         temp = self._temp

@@ -244,20 +244,29 @@ def make_encode(
     # Built from the deepest level up: level MAX_DEPTH refuses any extension.
     default: _Default = too_deep
     pack = make_level(default)
+    inner = pack
     for _ in range(MAX_DEPTH):
-        default = make_default(pack)
+        inner = pack
+        default = make_default(inner)
         pack = make_level(default)
 
     def encode(obj: object) -> bytes:
-        if type(obj) in _MSGPACK_TYPES:
+        cls = type(obj)
+        if cls in _MSGPACK_TYPES:
             return pack(obj)
         # A message is usually a dataclass: write its extension header here rather than have
         # one more packer copy the payload into an envelope (about 20% faster). Decoding has no
         # such shortcut: parsing the header in Python costs more than msgpack's own unpackb.
+        encoder = known.get(cls)  # default(obj), inlined
+        if encoder is None:
+            encoder = encoder_for(cls, obj)
         code: int
         payload: bytes
-        code, payload = default(obj)
-        return _ext_header(code, len(payload)) + payload
+        code, payload = encoder(obj, inner)
+        size = len(payload)
+        if 16 < size < 0x100:  # _ext_header, inlined for the common size
+            return bytes((0xC7, size, code)) + payload
+        return _ext_header(code, size) + payload
 
     return encode
 

@@ -103,6 +103,8 @@ class MsgpackSerializer(Serializer):
         # the system's), by id; each entry holds its codec, so the id cannot be reused meanwhile.
         self._ref_encodes: dict[int, tuple[RefCodec, Pack]] = {}
         self._ref_hooks: dict[int, tuple[RefCodec, Hook]] = {}
+        #: Bumped by `register`, which makes the functions `_functions_for` returned stale.
+        self._generation = 0
 
     @classmethod
     def from_url(cls, url: BackendURL, **options: Any) -> MsgpackSerializer:
@@ -156,6 +158,7 @@ class MsgpackSerializer(Serializer):
         self._encoders.update(BUILTIN_ENCODERS)
         self._decoders.clear()
         self._ref_encodes.clear()
+        self._generation += 1
 
     def manifest(self, obj: object) -> str:
         """The wire name of ``obj``'s type: its pinned name, else ``module:qualname``."""
@@ -177,17 +180,31 @@ class MsgpackSerializer(Serializer):
             encode = self._plain_encode
         else:
             cached = self._ref_encodes.get(id(refs))
-            if cached is not None:
-                encode = cached[1]
-            else:
-                encode = make_encode(refs, self._encoders, self._build_encoder)
-                _remember(self._ref_encodes, refs, encode)
+            encode = cached[1] if cached is not None else self._encode_for(refs)
         try:
             return encode(obj)
         except EncodeError:
             raise
         except Exception as exc:  # the one choke point: msgpack, codec and recursion errors
             raise EncodeError(f"cannot encode {type(obj).__name__}: {exc}") from exc
+
+    def _encode_for(self, refs: RefCodec) -> Pack:
+        encode = make_encode(refs, self._encoders, self._build_encoder)
+        _remember(self._ref_encodes, refs, encode)
+        return encode
+
+    def _functions_for(self, refs: RefCodec) -> tuple[Pack, Hook]:
+        """The encode function and the ``ext_hook`` that `encode` and `decode` use for
+        ``refs``, for a hot path that calls them itself and translates their errors: any
+        exception of the encode function means `EncodeError`, and any exception of
+        ``msgpack.unpackb(data, ext_hook=hook, strict_map_key=False, timestamp=2)`` (how
+        `decode` calls it) means `DecodeError`. They are stale once `_generation` changes
+        (`register`); fetch them again then."""
+        cached = self._ref_encodes.get(id(refs))
+        encode = cached[1] if cached is not None else self._encode_for(refs)
+        cached_hook = self._ref_hooks.get(id(refs))
+        hook = cached_hook[1] if cached_hook is not None else self._hook_for(refs)
+        return encode, hook
 
     def _build_encoder(self, cls: type) -> Encoder:
         kind = kind_of(cls)
@@ -232,11 +249,7 @@ class MsgpackSerializer(Serializer):
             hook = self._plain_hook
         else:
             cached = self._ref_hooks.get(id(refs))
-            if cached is not None:
-                hook = cached[1]
-            else:
-                hook = make_hook(refs, self._decoders, self._build_decoder)
-                _remember(self._ref_hooks, refs, hook)
+            hook = cached[1] if cached is not None else self._hook_for(refs)
         try:
             # Any hashable map key; timestamp=2: msgpack's own timestamp extension (which we
             # never write) reads as an int.
@@ -245,6 +258,11 @@ class MsgpackSerializer(Serializer):
             raise
         except Exception as exc:  # the one choke point: msgpack, user code, recursion errors
             raise DecodeError(f"cannot decode: {type(exc).__name__}: {exc}") from exc
+
+    def _hook_for(self, refs: RefCodec) -> Hook:
+        hook = make_hook(refs, self._decoders, self._build_decoder)
+        _remember(self._ref_hooks, refs, hook)
+        return hook
 
     def _build_decoder(self, type_name: object) -> Decoder:
         if type(type_name) is not str:

@@ -32,7 +32,7 @@ object with ``tell(message)``, which the serializer carries as an address.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from casty.sharding.hashing import HASH_VERSION
 
@@ -79,7 +79,13 @@ class ShardEnvelope:
     Attributes:
         entity_id: the entity's id; any `str` encodable as UTF-8.
         message: what the entity receives.
+
+    An ask whose reply ref is a top-level field of ``message`` fails fast when the envelope
+    is dropped (see `ActorSystem.ask`).
     """
+
+    # Where `casty.actors.ask.request_fields` looks for the reply ref of an ask.
+    __wrapped_request__: ClassVar[str] = "message"
 
     entity_id: str
     message: Any

@@ -443,14 +443,14 @@ class _Region:
             f"sharding {self.type_name!r}: buffer full ({self.buffer_size} messages) while "
             f"shard {shard_id} has no reachable home"
         )
-        if msg.__class__ is ShardEnvelope:
-            # No reply can come: an ask waiting for one fails now instead of at its timeout
-            # (the actor system leaves the asks of other layers' dead letters to them).
-            for promise in reply_promises(msg.message):
-                promise.fail(ShardUnavailable(f"{reason}; the request was dropped"))
         self.dead_letter(msg, reason)
 
     def dead_letter(self, msg: Any, reason: str) -> None:
+        # No reply can come: an ask of this node waiting for one fails now instead of at its
+        # timeout (the actor system leaves the asks of other layers' dead letters to them;
+        # remoting tells another node's asker).
+        for promise in reply_promises(msg):
+            promise.fail(ShardUnavailable(f"{reason}; the request was dropped"))
         self.system._dead_letter(msg, self.me, reason)
 
     def on_start_entity(self, msg: StartEntity) -> None:

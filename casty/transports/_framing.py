@@ -34,6 +34,8 @@ DEFAULT_HIGH_WATER: Final = 1024 * 1024
 
 _HEADER = struct.Struct(">I")
 pack_header: Callable[[int], bytes] = _HEADER.pack
+#: The length a chunk starts with, as a 1-tuple.
+unpack_header: Callable[[bytes], tuple[int]] = _HEADER.unpack_from
 
 
 def check_frame_limit(max_frame_size: int) -> int:
@@ -111,6 +113,10 @@ class FrameParser:
                 return []
             data = bytes(buffer)
             buffer.clear()
+        elif len(data) > HEADER_SIZE:
+            (size,) = _HEADER.unpack_from(data)
+            if size + HEADER_SIZE == len(data) and size <= self.max_frame_size:
+                return [data[HEADER_SIZE:]]  # exactly one frame (a request, a reply)
         frames: list[bytes] = []
         append = frames.append
         unpack = _HEADER.unpack_from
@@ -165,6 +171,8 @@ class FramedConnection(Connection):
         self._waiter: asyncio.Future[None] | None = None
         self._handler: FrameHandler | None = None  # set while receive_into runs
         self._handler_error: Exception | None = None  # what the handler raised, for its caller
+        # Whether the backend overrides `_frames_taken` (spares the call of the no-op per batch).
+        self._notify_taken = type(self)._frames_taken is not FramedConnection._frames_taken
         self._drainers: list[asyncio.Future[None]] = []
         self._eof = False
         self._error: TransportError | None = None
@@ -233,7 +241,8 @@ class FramedConnection(Connection):
                 self._handler = None
                 self._handler_error = exc
                 self._wake_receiver()
-            self._frames_taken()
+            if self._notify_taken:
+                self._frames_taken()
             return
         if self._inbox:
             self._inbox.extend(frames)

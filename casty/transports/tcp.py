@@ -14,6 +14,7 @@ from casty.errors import ConnectFailed, ConnectionBroken, FrameTooLarge, Transpo
 from casty.registry import BackendURL
 from casty.transports._framing import (
     DEFAULT_HIGH_WATER,
+    HEADER_SIZE,
     FramedConnection,
     FrameParser,
     OptionReader,
@@ -21,6 +22,7 @@ from casty.transports._framing import (
     check_frame_limit,
     check_positive,
     pack_header,
+    unpack_header,
     url_address,
 )
 
@@ -106,6 +108,21 @@ class StreamConnection(FramedConnection, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._wrote_at_once = False  # the peer answered: the next frame may leave at once
+        handler = self._handler
+        if handler is not None and not self._notify_taken:
+            # One whole frame, nothing pending, a frame handler: a request or a reply, handed
+            # over with `FrameParser.feed` and `_deliver` inlined (a remote ask's hot path).
+            parser = self._parser
+            if not parser._buffer and len(data) > HEADER_SIZE:
+                size = unpack_header(data)[0]
+                if size + HEADER_SIZE == len(data) and size <= parser.max_frame_size:
+                    try:
+                        handler([data[HEADER_SIZE:]])
+                    except Exception as exc:  # raised again by receive_into, in its caller's task
+                        self._handler = None
+                        self._handler_error = exc
+                        self._wake_receiver()
+                    return
         try:
             frames = self._parser.feed(data)
         except FrameTooLarge as exc:

@@ -24,7 +24,7 @@ from remote_support import (
     echo_behavior,
 )
 
-from casty.actors import ActorSystem, Behaviors, DeadLetterReason
+from casty.actors import ActorContext, ActorSystem, Behavior, Behaviors, DeadLetterReason
 from casty.errors import AskTimeout, ConfigurationError, ResourceClosed
 from casty.remote import (
     RemoteActorRef,
@@ -367,6 +367,42 @@ async def test_a_request_is_handled_within_the_callback_that_delivers_it(
     for n in range(3):
         raw.write(framed(b._envelopes.encode([FRAME_ENVELOPES, "/user/probe", Num(n)])))
         assert handled == [Num(i) for i in range(n + 1)]
+    await raw.aclose()
+
+
+async def test_actors_run_from_the_network_handle_one_message_at_a_time(
+    make_system: MakeSystem,
+) -> None:
+    # Frames delivered in one read run their actor inline, after the whole batch is queued: in
+    # order, never re-entered, and what the actor tells a local actor waits for the loop.
+    network = FakeNetwork()
+    b = await make_system(host="node-b", transport=network.transport("node-b"))
+    seen: list[Any] = []
+    running = [False]
+    reentered = [False]
+    later = Recorder(b, "later")
+
+    def receive(ctx: ActorContext[Any], msg: Any) -> Behavior[Any]:
+        reentered[0] |= running[0]
+        running[0] = True
+        seen.append(msg)
+        if type(msg) is Num:
+            ctx.self.tell(("again", msg.n))
+            later.ref.tell(msg.n)
+        running[0] = False
+        return Behaviors.same()
+
+    b.spawn(Behaviors.receive(receive), "probe")
+    raw = await network.raw_connect(b.node_address, source="node-r")
+    hello = Hello("t", "node-r", 1, 5, "node-b", b.node_address.port, "msgpack")
+    raw.write(framed(encode_handshake(hello)))
+    await wait_until(lambda: connected(b))
+    frames = [b._envelopes.encode([FRAME_ENVELOPES, "/user/probe", Num(n)]) for n in range(3)]
+    raw.write(b"".join(framed(frame) for frame in frames))
+    assert seen == [Num(0), Num(1), Num(2), ("again", 0), ("again", 1), ("again", 2)]
+    assert not reentered[0]
+    assert later.messages == []  # queued: it runs on a later loop turn
+    assert await later.wait_count(3) == [0, 1, 2]
     await raw.aclose()
 
 

@@ -234,3 +234,43 @@ def test_decoders_raise_only_decode_error_on_well_formed_msgpack(
         except DecodeError:
             continue
         assert all(type(r) in (str, int) for r in decoded[1::2])
+
+
+# ---- one-entry frames (the request/reply fast path) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/user/a", "/temp/$123", "/user/" + "p" * 40, "/user/" + "q" * 300, "/user/ünï", ""],
+)
+@pytest.mark.parametrize(
+    "message", [Num(7), (1, "two"), 2**70, "text", None, [Num(1), {"k": (2,)}], {3, 4}]
+)
+def test_a_one_entry_frame_is_the_bytes_msgpack_writes_for_the_whole_frame(
+    path: str, message: Any
+) -> None:
+    serializer = MsgpackSerializer()
+    refs = PathCodec()
+    codec = EnvelopeCodec(serializer, refs)
+    frame = [FRAME_ENVELOPES, path, message]
+    assert codec.encode(frame) == serializer.encode(frame, refs)
+    assert codec.decode(codec.encode(frame)) == (frame, True)
+
+
+def test_a_type_registered_after_first_use_travels_under_its_new_name() -> None:
+    serializer = MsgpackSerializer()
+    codec = EnvelopeCodec(serializer, PathCodec())
+    before = codec.encode([FRAME_ENVELOPES, "/a", Num(1)])
+    assert b"remote_support:Num" in before
+    serializer.register(Num, name="num.v1")
+    after = codec.encode([FRAME_ENVELOPES, "/a", Num(1)])
+    assert b"num.v1" in after and b"remote_support:Num" not in after
+    assert codec.decode(after) == ([FRAME_ENVELOPES, "/a", Num(1)], True)
+
+
+def test_an_unencodable_one_entry_frame_raises_encode_error() -> None:
+    codec = EnvelopeCodec(MsgpackSerializer(), PathCodec())
+    with pytest.raises(EncodeError, match="cannot encode"):
+        codec.encode([FRAME_ENVELOPES, "/a", object()])
+    with pytest.raises(EncodeError):
+        codec.encode([FRAME_ENVELOPES, "/bad\udc80path", Num(1)])  # not valid Unicode

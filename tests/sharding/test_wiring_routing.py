@@ -24,7 +24,13 @@ from sharding_harness import (
 )
 
 from casty import ActorContext, ActorRef, Behavior, Behaviors, ShardEnvelope
-from casty.errors import ConfigurationError, JoinRefused, ShardUnavailable
+from casty.errors import (
+    ActorStopped,
+    ConfigurationError,
+    EncodeError,
+    JoinRefused,
+    ShardUnavailable,
+)
 from casty.sharding import StartEntity, coordinator_name, shard_id_for, wait_registered
 from casty.sharding.messages import GetShardHome
 
@@ -193,6 +199,42 @@ async def test_a_region_with_another_shard_count_is_refused_with_the_reason() ->
         assert "refused" in letter.reason and "num_shards=128" in letter.reason
         state = await region_state(nodes[1].system, odd)
         assert state.refused is not None and not state.registered
+        # An ask through the refused region fails with the reason, not at its timeout.
+        with pytest.raises(ShardUnavailable, match="region refused"):
+            await nodes[1].system.ask(odd, asking("x", WhereIs), timeout=60.0)
+    finally:
+        await stop_all(nodes, leave=False)
+
+
+@dataclass(frozen=True)
+class Unencodable:
+    payload: Any
+    reply_to: ActorRef[Any]
+
+
+async def test_asks_in_a_dropped_envelope_fail_fast_with_the_reason() -> None:
+    # The reply ref sits inside the envelope's message; before, these asks waited for their
+    # timeout (60 s here, so a regression fails on the exception's type, not on time).
+    nodes = await start_cluster(2)
+    try:
+        first, second = nodes[0].system, nodes[1].system
+        regions = [n.system.spawn(Behaviors.sharded(where_entity), "fast") for n in nodes]
+        remote_id = None
+        for i in range(40):
+            where = await first.ask(regions[0], asking(f"e-{i}", WhereIs), timeout=5.0)
+            if where.node == second.address:
+                remote_id = f"e-{i}"
+                break
+        assert remote_id is not None
+        # Remoting cannot encode the request for the entity's node.
+        with pytest.raises(EncodeError):
+            await first.ask(
+                regions[0], asking(remote_id, partial(Unencodable, lambda: 0)), timeout=60.0
+            )
+        # The other node has no region of this name: it drops the envelope, and tells the asker.
+        nowhere = first.resolve(second.address + "/user/no-such-type")
+        with pytest.raises(ActorStopped, match="unknown recipient"):
+            await first.ask(nowhere, asking("e-0", WhereIs), timeout=60.0)
     finally:
         await stop_all(nodes, leave=False)
 

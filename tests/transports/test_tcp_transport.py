@@ -167,3 +167,47 @@ async def test_receive_into_hands_frames_over_from_the_read_callback() -> None:
         await server.aclose()
         async with asyncio.timeout(5.0):
             await receiving
+
+
+async def test_receive_into_takes_whole_frames_split_frames_and_handler_errors() -> None:
+    # A raw peer controls how the bytes are cut: a chunk holding exactly one frame (the
+    # request/reply shortcut), a frame cut in two, a chunk of two frames; then a frame whose
+    # handler raises, which ends receive_into with that error.
+    writers: asyncio.Queue[asyncio.StreamWriter] = asyncio.Queue()
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await writers.put(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, await TCPTransport().connect(Address("127.0.0.1", port)) as client:
+        peer = await writers.get()
+        batches: list[list[bytes]] = []
+
+        def handler(frames: list[bytes]) -> None:
+            if b"bad" in frames:
+                raise ValueError("handler failed")
+            batches.append(list(frames))
+
+        receiving = asyncio.ensure_future(client.receive_into(handler))
+
+        async def send(data: bytes, count: int) -> None:
+            peer.write(data)
+            await peer.drain()
+            await wait_until(lambda: len(batches) >= count, 5.0)
+
+        def frame(payload: bytes) -> bytes:
+            return len(payload).to_bytes(4, "big") + payload
+
+        await send(frame(b"one"), 1)
+        await send(frame(b"two")[:5], 1)
+        assert isinstance(client, StreamConnection)
+        await wait_until(lambda: client._parser.pending == 5, 5.0)  # held back, incomplete
+        await send(frame(b"two")[5:] + frame(b"three") + frame(b"four"), 2)
+        assert batches == [[b"one"], [b"two", b"three", b"four"]]
+        peer.write(frame(b"bad"))
+        await peer.drain()
+        with pytest.raises(ValueError, match="handler failed"):
+            async with asyncio.timeout(5.0):
+                await receiving
+        peer.close()
