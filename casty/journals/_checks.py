@@ -18,6 +18,7 @@ from casty.errors import (
 
 __all__ = [
     "RowReplay",
+    "WriteNowait",
     "check_bound",
     "check_id",
     "check_limit",
@@ -52,6 +53,29 @@ class RowReplay(Protocol):
         """Pages of the entries from ``from_sequence_nr`` on, ascending, in bounded memory:
         rows whose first three items are ``(sequence_nr, payload, serializer)``, the row
         already checked (`CorruptEntry` as in `Journal.replay`)."""
+        ...
+
+
+@runtime_checkable
+class WriteNowait(Protocol):
+    """The non-suspending write of the group-commit journals (internal: not part of `Journal`).
+
+    An event-sourced entity that writes through it need not suspend its handler (which would
+    cost the actor a task per write): it goes on, and waits only if a message arrives before
+    the write is committed. ``casty.persistence`` uses it when a journal has it.
+    """
+
+    def _write_nowait(
+        self, entries: Sequence[JournalEntry], callback: Callable[[BaseException | None], object]
+    ) -> bool:
+        """Check non-empty ``entries`` and queue them as `Journal.write` would, without
+        suspending; ``callback(None)`` once they are committed, ``callback(error)`` if not
+        (the errors of `Journal.write`). Returns ``False``, doing nothing, when the write
+        cannot start without awaiting (the store is not open yet): the caller uses ``write``.
+
+        Raises:
+            WriteRejected, ResourceClosed: as `Journal.write` (``callback`` is not called).
+        """
         ...
 
 

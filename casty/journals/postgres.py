@@ -38,7 +38,12 @@ from casty.journals._checks import (
     read_ahead,
     snapshot_from_row,
 )
-from casty.journals._groupcommit import GroupCommit, GroupCommitStatistics, PendingWrite
+from casty.journals._groupcommit import (
+    Callback,
+    GroupCommit,
+    GroupCommitStatistics,
+    PendingWrite,
+)
 from casty.registry import BackendURL
 
 __all__ = ["PostgresJournal"]
@@ -479,6 +484,13 @@ ORDER BY e.ord
             return
         persistence_id = check_write(entries)
         await self._commits.submit(persistence_id, entries)
+
+    def _write_nowait(self, entries: Sequence[JournalEntry], callback: Callback) -> bool:
+        """`write` for a caller that must not suspend (see `casty.journals._checks.WriteNowait`)."""
+        if self._pool is None or self._closed:
+            return False  # opening awaits: the caller uses `write`
+        self._commits.submit_nowait(check_write(entries), entries, callback)
+        return True
 
     async def _writer_connection(self) -> asyncpg.Connection:
         """The write path's own connection, outside the pool (no proxy, no reset on release)."""

@@ -6,7 +6,7 @@ import asyncio
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from operator import itemgetter
 from typing import Any, ClassVar, Literal, final
@@ -38,7 +38,12 @@ from casty.journals._checks import (
     read_ahead,
     snapshot_from_row,
 )
-from casty.journals._groupcommit import GroupCommit, GroupCommitStatistics, PendingWrite
+from casty.journals._groupcommit import (
+    Callback,
+    GroupCommit,
+    GroupCommitStatistics,
+    PendingWrite,
+)
 from casty.registry import BackendURL
 
 __all__ = ["SQLiteJournal"]
@@ -210,6 +215,36 @@ def _daemonic(connecting: aiosqlite.Connection) -> aiosqlite.Connection:
 
 
 @final
+class _Resume:
+    """Awaits the rest of a coroutine whose first step was taken by hand (it yielded ``first``),
+    as if it had been awaited from the start: its result, its exception, cancellation."""
+
+    __slots__ = ("_first", "_job")
+
+    def __init__(self, job: Coroutine[Any, Any, Any], first: object) -> None:
+        self._job = job
+        self._first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        job, value = self._job, self._first
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                job.close()
+                raise
+            except BaseException as exc:
+                try:
+                    value = job.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+                continue
+            try:
+                value = job.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+
 class SQLiteJournal(Journal):
     """A journal in one SQLite database file, in WAL mode, with group commit.
 
@@ -276,7 +311,10 @@ class SQLiteJournal(Journal):
         self._closed = False
         self._open_lock = asyncio.Lock()
         self._lock = asyncio.Lock()  # one transaction at a time on the write connection
-        self._commits = GroupCommit(self._flush, max_entries=max_batch_entries, name=repr(self))
+        # Depth 2: a round is queued on the worker thread while the one before commits.
+        self._commits = GroupCommit(
+            self._flush, max_entries=max_batch_entries, name=repr(self), depth=2
+        )
 
     @classmethod
     def from_url(cls, url: BackendURL, **options: Any) -> SQLiteJournal:
@@ -474,26 +512,32 @@ class SQLiteJournal(Journal):
         persistence_id = check_write(entries)
         await self._commits.submit(persistence_id, entries)
 
+    def _write_nowait(self, entries: Sequence[JournalEntry], callback: Callback) -> bool:
+        """`write` for a caller that must not suspend (see `casty.journals._checks.WriteNowait`)."""
+        if self._closed or self._write_db is None or self._stale:
+            return False  # (re)opening awaits: the caller uses `write`
+        self._commits.submit_nowait(check_write(entries), entries, callback)
+        return True
+
     async def _flush(self, batch: list[PendingWrite]) -> None:
         db = await self._connections()
         entries = [entry for pending in batch for entry in pending.entries]
         rows = len(entries)
         size = _STATEMENT_ROWS
+        if rows <= size:
+            return await self._flush_one(db, batch, _INSERTS[rows], _values(entries))
         async with self._lock:
             try:
-                if rows <= size:
-                    await db.execute(_INSERTS[rows], _values(entries))  # its own transaction
-                else:
-                    # Full statements in one trip, the rest in another, in one transaction.
-                    full = rows - rows % size
-                    await db.execute("BEGIN IMMEDIATE")
-                    await db.executemany(
-                        _INSERTS[size],
-                        [_values(entries[start : start + size]) for start in range(0, full, size)],
-                    )
-                    if full < rows:
-                        await db.execute(_INSERTS[rows - full], _values(entries[full:]))
-                    await db.commit()
+                # Full statements in one trip, the rest in another, in one transaction.
+                full = rows - rows % size
+                await db.execute("BEGIN IMMEDIATE")
+                await db.executemany(
+                    _INSERTS[size],
+                    [_values(entries[start : start + size]) for start in range(0, full, size)],
+                )
+                if full < rows:
+                    await db.execute(_INSERTS[rows - full], _values(entries[full:]))
+                await db.commit()
             except sqlite3.IntegrityError:
                 # Some write broke a rule; start over with each write in its own savepoint so
                 # only the offenders fail.
@@ -505,6 +549,45 @@ class SQLiteJournal(Journal):
                 if isinstance(exc, sqlite3.Error | ValueError | OSError):
                     raise self._translate(exc) from exc
                 raise
+        for pending in batch:
+            pending.resolve()
+
+    async def _flush_one(
+        self, db: aiosqlite.Connection, batch: list[PendingWrite], sql: str, values: list[Any]
+    ) -> None:
+        """Commit a round of one statement (its own transaction: autocommit).
+
+        The statement is queued on aiosqlite's thread under the lock, but the lock is not held
+        while it runs: the thread runs what it is given in order, so whatever takes the lock
+        next (the next round, a ``replace_suffix`` transaction) comes after this statement,
+        never inside it. That lets the next round be queued while this one commits (group
+        commit ``depth=2``).
+        """
+        try:
+            async with self._lock:
+                # aiosqlite's `execute` puts its job on the thread's queue in its first step,
+                # then awaits the job's future: take that step here, under the lock.
+                job: Any = db.execute(sql, values)  # its `send` is typed as returning None
+                first = job.send(None)
+                if not isinstance(first, asyncio.Future):
+                    # Not the aiosqlite we know: keep the lock until the statement is done.
+                    await _Resume(job, first)
+                    first = None
+            if first is not None:
+                await _Resume(job, first)
+        except sqlite3.IntegrityError:
+            # Some write broke a rule; start over with each write in its own savepoint so only
+            # the offenders fail.
+            async with self._lock:
+                await self._rollback(db)
+                await self._flush_each(db, batch)
+            return
+        except BaseException as exc:
+            async with self._lock:
+                await self._rollback(db)
+            if isinstance(exc, sqlite3.Error | ValueError | OSError):
+                raise self._translate(exc) from exc
+            raise
         for pending in batch:
             pending.resolve()
 

@@ -38,20 +38,24 @@ state only (replies, above all) belongs in ``then``.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, final
 
-from casty.abc import Journal, Serializer, SnapshotEntry
+from casty.abc import Journal, JournalEntry, Serializer, SnapshotEntry
+from casty.actors.ask import reply_promises
 from casty.actors.behaviors import Behavior, Behaviors
+from casty.actors.cell import _PIPE, _Envelope
 from casty.actors.context import ActorContext
 from casty.actors.events import DeadLetter
 from casty.actors.signals import Signal
 from casty.actors.stash import StashBuffer
 from casty.errors import (
     ActorError,
+    ActorStopped,
     ConfigurationError,
     EncodeError,
     PersistFailed,
@@ -73,6 +77,10 @@ S = TypeVar("S")
 
 OnCommand = Callable[[ActorContext[C], S, C], "Behavior[Any] | Awaitable[Behavior[Any]]"]
 
+# A journal's `casty.journals._checks.WriteNowait` method.
+_NowaitWrite = Callable[[Sequence[JournalEntry], Callable[[BaseException | None], object]], bool]
+
+_current_task = asyncio.current_task
 _SAME: Behavior[Any] = Behaviors.same()
 _UNHANDLED: Behavior[Any] = Behaviors.unhandled()
 _STOPPED_TYPE = type(Behaviors.stopped())
@@ -125,6 +133,36 @@ class _SnapshotSaved:
     def __init__(self, entity: object, error: BaseException | None) -> None:
         self.entity = entity
         self.error = error
+
+
+@final
+class _Write:
+    """A write handed to the journal without suspending (`WriteNowait`): the journal calls it
+    with the outcome; it then wakes the handler waiting for it, or else comes back to the
+    entity as a message (``_PIPE``, so a full mailbox cannot drop it)."""
+
+    __slots__ = ("batch", "ctx", "done", "error", "started", "waiter")
+
+    def __init__(self, ctx: ActorContext[Any], batch: list[_Command], started: float) -> None:
+        self.ctx = ctx
+        self.batch = batch
+        self.started = started
+        self.done = False
+        self.error: BaseException | None = None
+        self.waiter: asyncio.Future[None] | None = None
+
+    def __call__(self, error: BaseException | None) -> None:
+        self.done = True
+        self.error = error
+        waiter = self.waiter
+        if waiter is None:
+            self.ctx._enqueue_envelope(_Envelope(_PIPE, _opened, self))
+        elif not waiter.done():
+            waiter.set_result(None)
+
+
+def _opened(write: _Write, error: object) -> _Write:
+    return write
 
 
 def event_sourced(
@@ -290,7 +328,9 @@ class _Entity(Generic[C, S]):
         "_durable_state",
         "_encoded",
         "_gathering",
+        "_inflight",
         "_journal",
+        "_nowait",
         "_on_command",
         "_on_event",
         "_owns_journal",
@@ -327,15 +367,16 @@ class _Entity(Generic[C, S]):
         self._batch: list[_Command] = []  # commands whose events wait for the next write
         self._encoded: list[tuple[bytes, str]] = []  # their events: (payload, manifest)
         self._gathering = False  # the queued commands arrived during a write: batch them
+        self._inflight: _Write | None = None  # a write handed over without suspending
+        # The journal's `WriteNowait` method, if it has one.
+        self._nowait: _NowaitWrite | None = getattr(self._journal, "_write_nowait", None)
         self._stashing = True  # recovering or catching up
         self._snapshotting = False  # a save is running
         self._snapshot_due = False  # another multiple was crossed meanwhile
 
     def start(self) -> Behavior[C]:
         self._recover(use_snapshot=True)
-        if self._owns_journal:
-            return Behaviors.receive(self._receive, self._close_journal)
-        return Behaviors.receive(self._receive)
+        return Behaviors.receive(self._receive, self._on_signal)
 
     # -- the message handler ---------------------------------------------------------------
 
@@ -349,6 +390,11 @@ class _Entity(Generic[C, S]):
             if message.entity is self:
                 self._snapshot_saved(message)
             return _SAME
+        if cls is _Write:  # the write in flight came back (or one of a previous incarnation)
+            write = self._inflight
+            return self._written(write) if message is write and write is not None else _SAME
+        if self._inflight is not None:
+            return self._after_write(message)
         if self._stashing:
             try:
                 self._stash.stash(message)
@@ -367,7 +413,7 @@ class _Entity(Generic[C, S]):
             raise
         if self._batch:
             if not self._joins_next():
-                return self._flush(result)
+                return self._hand_over(result)
         elif self._gathering and not ctx._message_next():
             self._gathering = False  # the queue drained: the next command is written at once
         return result
@@ -443,25 +489,54 @@ class _Entity(Generic[C, S]):
         self._gathering = False
         return self._write(batch, encoded, result)
 
+    def _hand_over(self, result: Any) -> Any:
+        """`_flush`, without suspending when the journal allows (`WriteNowait`): the write is
+        then in flight when this returns, and its outcome is handled when it comes back as a
+        message (`_written`) or when the next message arrives first (`_after_write`). Either
+        way nothing else is handled in between, as when the handler waits for the write."""
+        nowait = self._nowait
+        if (
+            nowait is None
+            or not self._encoded
+            or (result is not _SAME and result is not _UNHANDLED)
+            # In a task already (the actor's handler suspended before): waiting there costs
+            # no new task, and the commands queued meanwhile are handled in it right after.
+            or _current_task() is not None
+        ):
+            return self._flush(result)
+        batch, self._batch = self._batch, []
+        encoded, self._encoded = self._encoded, []
+        self._gathering = False
+        write = _Write(self._ctx, batch, time.perf_counter())
+        try:
+            if not nowait(self._entries(encoded), write):
+                return self._write(batch, encoded, result)  # the journal must open first
+        except Exception as exc:
+            return self._write_failed(batch, exc, result)
+        self._inflight = write
+        return result
+
+    def _entries(self, encoded: list[tuple[bytes, str]]) -> Sequence[JournalEntry]:
+        settings = self._settings
+        persistence_id = settings.persistence_id
+        name = self._codec.serializer.name
+        epoch = settings.epoch
+        now = time.time_ns() // 1_000_000  # one clock read per write
+        first = self._durable_sequence_nr + 1
+        if len(encoded) == 1:
+            payload, manifest = encoded[0]
+            return [make_entry(persistence_id, first, payload, name, manifest, epoch, now)]
+        return [
+            make_entry(persistence_id, nr, payload, name, manifest, epoch, now)
+            for nr, (payload, manifest) in enumerate(encoded, first)
+        ]
+
     async def _write(
         self, batch: list[_Command], encoded: list[tuple[bytes, str]], result: Any
     ) -> Behavior[Any]:
         behavior: Behavior[Any] = result if isinstance(result, Behavior) else await result
         if encoded:
-            settings = self._settings
-            persistence_id = settings.persistence_id
-            name = self._codec.serializer.name
-            epoch = settings.epoch
-            now = time.time_ns() // 1_000_000  # one clock read per write
-            first = self._durable_sequence_nr + 1
-            if len(encoded) == 1:
-                payload, manifest = encoded[0]
-                entries = [make_entry(persistence_id, first, payload, name, manifest, epoch, now)]
-            else:
-                entries = [
-                    make_entry(persistence_id, nr, payload, name, manifest, epoch, now)
-                    for nr, (payload, manifest) in enumerate(encoded, first)
-                ]
+            entries = self._entries(encoded)
             started = time.perf_counter()
             try:
                 await self._journal.write(entries)
@@ -473,17 +548,7 @@ class _Entity(Generic[C, S]):
                 self._state = self._durable_state
                 self._sequence_nr = self._durable_sequence_nr
                 raise
-            self._ctx.system._journal_writes.record(time.perf_counter() - started)
-            last = batch[-1]
-            before = self._durable_sequence_nr
-            self._durable_state = last.state
-            self._durable_sequence_nr = last.sequence_nr
-            policy = settings.snapshot_policy
-            if policy is not None and policy.due(before, last.sequence_nr):
-                if self._snapshotting:
-                    self._snapshot_due = True  # saved when the running save ends
-                else:
-                    self._save_snapshot(last.state, last.sequence_nr)
+            self._durable(batch, started)
         for record in batch:
             then = record.effect.then
             if then is not None:
@@ -493,6 +558,78 @@ class _Entity(Generic[C, S]):
         # The commands that queued up meanwhile form the next batch.
         self._gathering = self._ctx._message_next()
         return behavior
+
+    def _durable(self, batch: list[_Command], started: float) -> None:
+        """Take note that ``batch``'s events are stored (the write began at ``started``)."""
+        self._ctx.system._journal_writes.record(time.perf_counter() - started)
+        last = batch[-1]
+        before = self._durable_sequence_nr
+        self._durable_state = last.state
+        self._durable_sequence_nr = last.sequence_nr
+        policy = self._settings.snapshot_policy
+        if policy is not None and policy.due(before, last.sequence_nr):
+            if self._snapshotting:
+                self._snapshot_due = True  # saved when the running save ends
+            else:
+                self._save_snapshot(last.state, last.sequence_nr)
+
+    def _written(self, write: _Write) -> Any:
+        """Handle the outcome of the write in flight, as `_write` does after its await."""
+        self._inflight = None
+        batch = write.batch
+        error = write.error
+        if error is not None:
+            if not isinstance(error, Exception):
+                raise error
+            return self._write_failed(batch, error, _SAME)
+        self._durable(batch, write.started)
+        for index, record in enumerate(batch):
+            then = record.effect.then
+            if then is not None:
+                done = then(record.state)
+                if done is not None and inspect.isawaitable(done):
+                    return self._then_rest(batch, index + 1, done)
+        self._gathering = self._ctx._message_next()
+        return _SAME
+
+    async def _then_rest(
+        self, batch: list[_Command], start: int, pending: Awaitable[object]
+    ) -> Behavior[Any]:
+        await pending
+        for record in batch[start:]:
+            then = record.effect.then
+            if then is not None:
+                done = then(record.state)
+                if done is not None and inspect.isawaitable(done):
+                    await done
+        self._gathering = self._ctx._message_next()
+        return _SAME
+
+    async def _after_write(self, message: object) -> Behavior[Any]:
+        """A message arrived before the write in flight came back: wait for it, handle its
+        outcome, then the message (which arrived during the write, so it may open a batch
+        with the commands queued behind it)."""
+        write = self._inflight
+        assert write is not None
+        if not write.done:
+            write.waiter = waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            except BaseException:
+                # Cancelled (the actor stops): as in `_write`.
+                self._state = self._durable_state
+                self._sequence_nr = self._durable_sequence_nr
+                raise
+        try:
+            await _settle(self._written(write))
+        except BaseException:
+            # The actor fails: the message goes back to the mailbox, for the next incarnation.
+            stash = self._stash
+            stash.stash(message)
+            stash.unstash_all(_SAME)
+            raise
+        self._gathering = True
+        return await _settle(self._receive(self._ctx, message))
 
     async def _flush_then_raise(self, error: Exception) -> Behavior[Any]:
         try:
@@ -636,8 +773,21 @@ class _Entity(Generic[C, S]):
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def _close_journal(self, ctx: ActorContext[C], signal: Signal) -> Behavior[C]:
-        # On PostStop and PreRestart: a journal built from a URL belongs to this incarnation.
+    def _on_signal(self, ctx: ActorContext[C], signal: Signal) -> Any:
+        # On PostStop and PreRestart.
+        write, self._inflight = self._inflight, None
+        if write is not None:
+            # Stopped before the write in flight came back (its callbacks will not run): the
+            # ask of the command that closed the batch fails now, as it does when the actor
+            # stops while its handler awaits the write.
+            for promise in reply_promises(write.batch[-1].command):
+                promise.fail(ActorStopped(f"{ctx.self.path} stopped while handling the request"))
+        if self._owns_journal:
+            return self._close_journal()
+        return _SAME
+
+    async def _close_journal(self) -> Behavior[C]:
+        # A journal built from a URL belongs to this incarnation.
         await self._journal.aclose()
         return _SAME
 

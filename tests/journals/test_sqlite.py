@@ -6,14 +6,20 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 from casty.abc import JournalEntry
-from casty.errors import ConfigurationError, CorruptEntry, JournalUnavailable
+from casty.errors import (
+    ConfigurationError,
+    CorruptEntry,
+    JournalUnavailable,
+    SequenceConflict,
+    WriteRejected,
+)
 from casty.journals import as_journal
 from casty.journals.sqlite import SQLiteJournal
 from casty.testing.journal_contract import make_entries
@@ -152,12 +158,13 @@ async def test_concurrent_writes_share_commits(journal: SQLiteJournal) -> None:
 
 
 @pytest.mark.parametrize("conflict", [False, True])
-@pytest.mark.parametrize("size", [128, 256, 300])
+@pytest.mark.parametrize("size", [512, 600, 1024])
 async def test_rounds_longer_than_one_statement_commit_whole(
     journal: SQLiteJournal, size: int, conflict: bool
 ) -> None:
     # A round of more than one multi-row statement (128 rows) is one transaction, whether its
-    # last statement is full or shorter; a conflict in it fails only its own write.
+    # last statement is full or shorter; a conflict in it fails only its own write. (Queued
+    # writes of this many entries go as one round: only small ones are split in two.)
     await journal.write(make_entries("taken", 1, 1))
     writes = [make_entries(f"w{n}", 1, size // 4) for n in range(4)]
     if conflict:
@@ -210,3 +217,30 @@ asyncio.run(main())
             return await journal.highest_sequence_nr("left-open")
 
     assert asyncio.run(highest()) == 1
+
+
+async def test_write_nowait_commits_then_calls_back_with_the_outcome(
+    journal: SQLiteJournal,
+) -> None:
+    outcomes: dict[str, asyncio.Future[BaseException | None]] = {}
+
+    def callback(name: str) -> Callable[[BaseException | None], None]:
+        outcomes[name] = asyncio.get_running_loop().create_future()
+        return outcomes[name].set_result
+
+    # Not open yet: opening awaits, so the caller is told to use `write`.
+    assert journal._write_nowait(make_entries("p", 1, 2), callback("unopened")) is False
+    await journal.open()
+    assert journal._write_nowait(make_entries("p", 1, 2), callback("first")) is True
+    assert journal._write_nowait(make_entries("q", 1, 1), callback("other")) is True
+    assert journal._write_nowait(make_entries("p", 2, 1), callback("conflict")) is True
+    with pytest.raises(WriteRejected):  # checked at once; no callback
+        journal._write_nowait(make_entries("p", 3, 1) + make_entries("x", 1, 1), print)
+    assert await outcomes["first"] is None
+    assert await outcomes["other"] is None
+    assert isinstance(await outcomes["conflict"], SequenceConflict)
+    assert not outcomes["unopened"].done()
+    assert await _sequence_nrs(journal, "p") == [1, 2]
+    assert await _sequence_nrs(journal, "q") == [1]
+    await journal.aclose()
+    assert journal._write_nowait(make_entries("p", 3, 1), callback("closed")) is False

@@ -166,7 +166,8 @@ async def test_entities_answering_command_after_command_share_commits(
 ) -> None:
     # Each entity writes again a few event-loop turns after its write returned (it replies,
     # its client sends the next command): the journal waits for them, so each wave of 20
-    # writes is one round, not a first write alone and the rest after it.
+    # writes goes in at most two rounds (SQLite commits one while the other's writers run),
+    # not a first write alone and the rest after it.
     refs = [system.spawn(log_entity(sqlite_journal, f"e{n}"), f"e{n}") for n in range(20)]
     for ref in refs:
         await system.ask(ref, Get)  # recovered
@@ -179,7 +180,7 @@ async def test_entities_answering_command_after_command_share_commits(
     await asyncio.gather(*(client(ref) for ref in refs))
     after = sqlite_journal.statistics()
     assert after.writes - before.writes == 100
-    assert after.rounds - before.rounds <= 6  # 5 waves; the first may start alone
+    assert after.rounds - before.rounds <= 11  # 5 waves of two; the first may start alone
 
 
 async def test_a_query_through_empty_persisted_waits_for_earlier_events(
