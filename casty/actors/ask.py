@@ -182,9 +182,15 @@ class AskTimeouts:
         self._armed = 0
         now = math.floor(self._clock.monotonic() * TICKS_PER_SECOND + _EPSILON)
         ticks = self._ticks
+        buckets = self._buckets
         while ticks and ticks[0] <= now:
-            for promise in self._buckets.pop(heapq.heappop(ticks)):
+            for promise in buckets.pop(heapq.heappop(ticks)):
                 promise.expire()
+        # Answered asks leave their buckets empty: drop those ahead of the first bucket still
+        # waiting, so the clock callback is set for a timeout that can happen (asks answered
+        # at a steady rate would otherwise wake the loop every bucket for nothing).
+        while ticks and not buckets[ticks[0]]:
+            del buckets[heapq.heappop(ticks)]
         if ticks:
             self._arm(ticks[0])
 

@@ -414,8 +414,10 @@ class ActorCell(Generic[M]):
 
     # -- running ----------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, budget: int = 0) -> None:
         """A loop callback: drain inline; hand over to a task only if a handler suspends.
+
+        ``budget``: messages this run may handle (0: the system's throughput).
 
         User messages to a running actor whose handler returns the same behavior (or a
         receive behavior) at once are handled here, without a coroutine; the first message
@@ -424,7 +426,7 @@ class ActorCell(Generic[M]):
         drain coroutine, which handles it exactly as if it had run from the start.
         """
         system = self._system
-        budget = system._throughput
+        budget = budget or system._throughput
         pending: tuple[Any, Any, BaseException | None] | None = None
         mailbox = self._mailbox
         if mailbox and self._sysq is None and self._status == _RUNNING:
@@ -477,6 +479,12 @@ class ActorCell(Generic[M]):
                 if not budget:
                     self._after_run()
                     return
+        self._start_drain(budget, pending)
+
+    def _start_drain(
+        self, budget: int, pending: tuple[Any, Any, BaseException | None] | None
+    ) -> None:
+        """Go on with the drain coroutine, as a task if it suspends (see `_run`)."""
         drain = self._drain(budget, pending)
         try:
             yielded = drain.send(None)
@@ -487,6 +495,53 @@ class ActorCell(Generic[M]):
             self._after_run()
             raise
         self._task = self._system._start_task(_HandlerTask(self, drain, yielded))
+
+    def _run_one(self, message: Any) -> None:
+        """`_run` for ``message``, handed over without the mailbox to this running actor while
+        it is idle (no mailbox, no run scheduled, no system message): what telling it and
+        running at once would do, for a request that arrived from a peer
+        (`ActorSystem._run_now`). Then the run goes on as `_run` would after its first
+        message: whatever the handler left to do (a coroutine, a new behavior, a failure) goes
+        to the drain coroutine, and messages told to the actor meanwhile are handled next,
+        within the same budget.
+        """
+        system = self._system
+        self._scheduled = True  # tells from the handler queue up, as during any run
+        if not system._mailbox_high_water:
+            system._mailbox_high_water = 1  # as `_run` records a run starting with one message
+        pending: tuple[Any, Any, BaseException | None] | None = None
+        ctx: ActorContext[M] = self  # type: ignore[assignment]  # every cell is a context
+        try:
+            result = self._behavior.handler(ctx, message)
+        except Exception as exc:
+            pending = (message, None, exc)
+        except asyncio.CancelledError as exc:  # no task of ours to be cancelled
+            pending = (message, None, exc)
+        except BaseException:  # not an Exception nor a cancellation: it ends the run
+            system._processed += 1
+            self._after_run()
+            raise
+        else:
+            if result is not _SAME:
+                if type(result) is _Receive:
+                    self._behavior = result
+                else:
+                    pending = (message, result, None)
+        system._processed += 1
+        if pending is not None:
+            self._start_drain(system._throughput - 1, pending)
+        elif self._sysq is None and not self._mailbox and self._status == _RUNNING:
+            self._scheduled = False  # self._after_run(), inlined for an idle actor
+            mailbox = self._mailbox
+            if mailbox is not None:
+                self._mailbox = None
+                spare = system._spare_mailboxes
+                if len(spare) < _SPARE_MAILBOXES:
+                    spare.append(mailbox)
+        elif system._throughput > 1:
+            self._run(system._throughput - 1)  # the rest of this run
+        else:
+            self._after_run()
 
     def _after_run(self) -> None:
         if self._sysq is not None or (self._status <= _RUNNING and self._mailbox):

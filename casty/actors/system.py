@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import itertools
 import logging
 import math
@@ -212,6 +213,12 @@ class ActorSystem:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._loop = loop
         self._call_soon = loop.call_soon
+        # loop.create_future, without its Python frame when it is asyncio's own (an ask's).
+        self._new_future: Callable[[], asyncio.Future[Any]] = (
+            functools.partial(asyncio.Future, loop=loop)
+            if getattr(type(loop), "create_future", None) is asyncio.BaseEventLoop.create_future
+            else loop.create_future
+        )
         # While not None, cells woken by a tell are collected here instead of scheduled, and
         # run before the current loop callback returns (`_run_woken`).
         self._woken: list[ActorCell[Any]] | None = None
@@ -379,7 +386,7 @@ class ActorSystem:
             tell = target.tell
         except AttributeError:
             raise ConfigurationError(f"ask needs an ActorRef target, got {target!r}") from None
-        future: asyncio.Future[Any] = self._loop.create_future()
+        future: asyncio.Future[Any] = self._new_future()
         promise = PromiseRef(self, future, target, timeout)
         message = factory(promise)
         try:
@@ -650,6 +657,30 @@ class ActorSystem:
                 self._loop.call_exception_handler(
                     {"message": f"Exception in callback {cell._run!r}", "exception": exc}
                 )
+
+    def _run_now(self, ref: LocalActorRef[Any], message: object) -> None:
+        """Tell ``message`` to ``ref``, whose actor is idle and running, and run the actor at
+        once, here: `_run_woken` for one message, without the mailbox (`ActorCell._run_one`).
+
+        For a caller that delivers one message from outside any actor (remoting, for a frame
+        that holds one request: `RemoteActorSystem._dispatch_frames`), with `_woken` restored.
+        Inside the system's context, the message is told instead.
+        """
+        context = self._context
+        try:
+            context.run(int)  # _can_enter(context), inlined
+        except RuntimeError:
+            ref.tell(message)  # we run inside it: leave the run to the loop
+            return
+        cell = ref._cell
+        try:
+            context.run(cell._run_one, message)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # as asyncio's Handle._run reports it
+            self._loop.call_exception_handler(
+                {"message": f"Exception in callback {cell._run!r}", "exception": exc}
+            )
 
     def _dead_letter(self, message: object, recipient: ActorRef[Any], reason: str) -> None:
         """Publish a dropped message (and fail the asks waiting for a reply to it, if any)."""

@@ -171,21 +171,21 @@ class Association:
             conn = self.conn
             assert conn is not None
             self._direct = False
-            chunk = [FRAME_ENVELOPES, ref._path, message]
+            path = ref._path
             try:
-                frame = self.system._envelopes.encode(chunk)
+                frame = self.system._envelopes.encode_one(path, message)
             except EncodeError:
                 frame = b""
             if not frame or len(frame) > conn.max_frame_size:
                 # Encoding it again fails the same way, and drops it as a dead letter with the
                 # reason.
-                self._encode(chunk, [], conn.max_frame_size)
+                self._encode([FRAME_ENVELOPES, path, message], [], conn.max_frame_size)
                 self._direct = True
                 return
             try:
                 conn.send(frame)
             except TransportError:
-                self._requeue(chunk[1:])  # the reader is about to notice and reconnect
+                self._requeue([path, message])  # the reader is about to notice and reconnect
                 return
             self.sent += 1
             self.frames_sent += 1

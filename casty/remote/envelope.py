@@ -43,13 +43,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, final
+from typing import Any, Final, Protocol, final, runtime_checkable
 
 import msgpack
 
 from casty.abc import RefCodec, Serializer
 from casty.errors import DecodeError, EncodeError, HandshakeFailed
-from casty.serializers.msgpack import MsgpackSerializer
 
 __all__ = [
     "FRAME_ENVELOPES",
@@ -225,6 +224,19 @@ def decode_handshake(frame: bytes) -> Handshake:
     return cls(*fields)  # type: ignore[no-any-return]
 
 
+@runtime_checkable
+class _MsgpackFunctions(Protocol):
+    """What the built-in msgpack serializer offers a hot path that calls its functions itself
+    (`casty.serializers.msgpack.MsgpackSerializer._functions_for`); recognised by shape, so
+    that remoting names no concrete serializer."""
+
+    _generation: int
+
+    def _functions_for(
+        self, refs: RefCodec
+    ) -> tuple[Callable[[object], bytes], Callable[[int, bytes], object]]: ...
+
+
 @final
 class EnvelopeCodec:
     """Encodes and decodes envelope frames with a node's serializer and ref codec.
@@ -254,14 +266,18 @@ class EnvelopeCodec:
         self._decode = serializer.decode
         # The built-in msgpack serializer's own functions, called without its wrappers (a
         # remote message's hot path); refreshed when a `register` makes them stale.
-        self._msgpack = serializer if type(serializer) is MsgpackSerializer else None
+        self._msgpack = (
+            serializer
+            if serializer.name == "msgpack" and isinstance(serializer, _MsgpackFunctions)
+            else None
+        )
         self._generation = -1
         self._pack: Callable[[object], bytes] = _unset
         self._hook: Callable[[int, bytes], object] = _unset
         if self._msgpack is not None:
             self._refresh(self._msgpack)
 
-    def _refresh(self, serializer: MsgpackSerializer) -> None:
+    def _refresh(self, serializer: _MsgpackFunctions) -> None:
         """Fetch ``serializer``'s functions again (`_pack`, `_hook`)."""
         self._pack, self._hook = serializer._functions_for(self._refs)
         self._generation = serializer._generation
@@ -306,6 +322,27 @@ class EnvelopeCodec:
         except Exception as exc:  # a control body is always plain: this is a bug guard
             raise EncodeError(f"cannot encode envelope: {exc}") from exc
         return packed
+
+    def encode_one(self, path: str, message: object) -> bytes:
+        """The bytes of ``[FRAME_ENVELOPES, path, message]`` (a request or a reply), as
+        `encode` writes them, without building the list on the msgpack path.
+
+        Raises:
+            EncodeError: ``message`` has no wire form.
+        """
+        serializer = self._msgpack
+        if serializer is None or serializer._generation != self._generation:
+            return self.encode([FRAME_ENVELOPES, path, message])
+        try:
+            data = path.encode()
+            size = len(data)
+            if size < 32:
+                return _ONE_ENTRY_HEADS[size] + data + self._pack(message)
+            return _ONE_ENTRY + _packed_str(data) + self._pack(message)
+        except EncodeError:
+            raise
+        except Exception as exc:  # as `encode` translates them
+            raise EncodeError(f"cannot encode list: {exc}") from exc
 
     def check(self, message: object) -> EncodeError | None:
         """The error encoding ``message`` alone raises, or ``None`` when it encodes."""
@@ -357,6 +394,15 @@ class EnvelopeCodec:
                 items = self._salvage(frame)
         else:
             items = self._embedded(frame)
+        return self.checked(items, salvaged)
+
+    def checked(self, items: Any, salvaged: bool) -> tuple[list[Any], bool]:
+        """``items`` as `decode` returns them, once checked to be envelope entries; with
+        ``salvaged``, some messages may be `Undecodable`.
+
+        Raises:
+            DecodeError: ``items`` is not an envelope frame.
+        """
         if (
             type(items) is not list
             or not len(items) & 1

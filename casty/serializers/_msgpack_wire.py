@@ -58,7 +58,13 @@ MAX_DEPTH: Final = 64
 
 _BUF_SIZE: Final = 512  # initial packer buffer in bytes (msgpack grows it); see make_encode
 _POOLED_OUTPUT: Final = 64 * 1024  # packers that wrote more are not pooled (see make_encode)
+#: The attribute of an object encoder holding the function that packs the extension's payload
+#: alone: ``(obj, pack) -> bytes``, an `EXT_OBJECT` payload.
+PAYLOAD_ATTRIBUTE: Final = "ext_object_payload"
 _FIXEXT_MARKERS: Final = {1: 0xD4, 2: 0xD5, 4: 0xD6, 8: 0xD7, 16: 0xD8}
+#: The ext 8 header of an object (a message, most often) of 17..255 bytes, by size: a tuple
+#: lookup instead of building the header per message.
+_OBJECT_HEADS: Final = tuple(bytes((0xC7, size, EXT_OBJECT)) for size in range(0x100))
 # Exact types msgpack packs itself (with strict_types); ints beyond 64 bits still reach default.
 _MSGPACK_TYPES: Final = frozenset(
     {type(None), bool, int, float, str, bytes, bytearray, memoryview, list, dict}
@@ -119,6 +125,10 @@ def object_encoder(type_name: str, fields: tuple[str, ...], *, by_index: bool) -
     namespace = {"_new": _new_tuple, "_ExtType": msgpack.ExtType, "_name": type_name}
     source = f"lambda obj, pack: _new(_ExtType, ({EXT_OBJECT}, pack([_name, {{{items}}}])))"
     encoder: Encoder = eval(source, namespace)
+    # The payload alone, for a top-level object (see `make_encode`): no ExtType built.
+    setattr(
+        encoder, PAYLOAD_ATTRIBUTE, eval(f"lambda obj, pack: pack([_name, {{{items}}}])", namespace)
+    )
     return encoder
 
 
@@ -193,6 +203,9 @@ def make_encode(
     is the table. Rebuild the function when ``encoders`` is cleared (`register`).
     """
     known: dict[type, Encoder] = encoders if refs is None else {}
+    # Object encoders' payload functions, by class: only with refs, where this function and
+    # `known` are rebuilt together (without, `known` is ``encoders``, cleared under us).
+    payloads: dict[type, Callable[[Any, Pack], bytes]] = {}
     ref_type = None if refs is None else refs.ref_type
     to_wire: Callable[[Any], str] = _no_refs if refs is None else refs.to_wire
     ext_type = msgpack.ExtType
@@ -207,6 +220,9 @@ def make_encode(
         else:
             encoder = encoders.get(cls) or build_encoder(cls)
             encoders[cls] = encoder
+            payload = getattr(encoder, PAYLOAD_ATTRIBUTE, None)
+            if refs is not None and payload is not None:
+                payloads[cls] = payload
         known[cls] = encoder
         return encoder
 
@@ -257,6 +273,13 @@ def make_encode(
         # A message is usually a dataclass: write its extension header here rather than have
         # one more packer copy the payload into an envelope (about 20% faster). Decoding has no
         # such shortcut: parsing the header in Python costs more than msgpack's own unpackb.
+        payload_of = payloads.get(cls)
+        if payload_of is not None:  # a dataclass or NamedTuple: its payload, framed here
+            body = payload_of(obj, inner)
+            length = len(body)
+            if 16 < length < 0x100:
+                return _OBJECT_HEADS[length] + body
+            return _ext_header(EXT_OBJECT, length) + body
         encoder = known.get(cls)  # default(obj), inlined
         if encoder is None:
             encoder = encoder_for(cls, obj)
@@ -265,6 +288,8 @@ def make_encode(
         code, payload = encoder(obj, inner)
         size = len(payload)
         if 16 < size < 0x100:  # _ext_header, inlined for the common size
+            if code == EXT_OBJECT:
+                return _OBJECT_HEADS[size] + payload
             return bytes((0xC7, size, code)) + payload
         return _ext_header(code, size) + payload
 

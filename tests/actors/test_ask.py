@@ -333,3 +333,25 @@ async def test_a_reply_sent_before_the_stop_still_counts(manual_system: ActorSys
         await wait_until(lambda: ref._cell._task is not None)  # type: ignore[attr-defined]
         await manual_system.stop(ref)
         assert await asking == "answered"
+
+
+async def test_the_ask_clock_skips_buckets_that_answered_asks_left_empty(
+    manual_system: ActorSystem, clock: ManualClock
+) -> None:
+    # Answered asks leave empty buckets behind: once a bucket fires, the clock callback is set
+    # for the first one still waiting, not for each empty one in between.
+    echoing = manual_system.spawn(echo(), "echo")
+    assert await manual_system.ask(echoing, lambda r: Echo("a", r), timeout=1.0) == "A"
+    assert await manual_system.ask(echoing, lambda r: Echo("b", r), timeout=2.0) == "B"
+    held: list[ActorRef[str]] = []
+    silent = manual_system.spawn(holder(held), "holder")
+    waiting = asyncio.create_task(manual_system.ask(silent, lambda r: Hold(r), timeout=3.0))
+    await wait_until(lambda: len(held) == 1)  # asked: its timeout is set
+    await clock.advance(1.0)  # the first bucket's callback: nothing to expire
+    assert not waiting.done()
+    assert [timer.when for timer in clock._heap if timer._state == 0] == [pytest.approx(3.0)]
+    await clock.advance(1.99)
+    assert not waiting.done()  # never early
+    await clock.advance(0.01)
+    with pytest.raises(AskTimeout, match=r"within 3\.0 s"):
+        await waiting

@@ -24,7 +24,14 @@ from remote_support import (
     echo_behavior,
 )
 
-from casty.actors import ActorContext, ActorSystem, Behavior, Behaviors, DeadLetterReason
+from casty.actors import (
+    ActorContext,
+    ActorSystem,
+    Behavior,
+    Behaviors,
+    DeadLetterReason,
+    SupervisorStrategy,
+)
 from casty.errors import AskTimeout, ConfigurationError, ResourceClosed
 from casty.remote import (
     RemoteActorRef,
@@ -408,3 +415,80 @@ async def test_actors_run_from_the_network_handle_one_message_at_a_time(
 
 def framed(payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + payload
+
+
+async def test_a_lone_request_to_an_idle_actor_runs_at_once_as_a_run_of_it_would(
+    make_system: MakeSystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A frame holding one message for an idle actor runs the actor without a trip through its
+    # mailbox (a remote ask's hot path), with everything a run does: what the actor tells
+    # itself waits for its next run, a new behavior takes over, a failure is supervised, a
+    # handler that suspends finishes on a task, and it is never re-entered.
+    network = FakeNetwork()
+    b = await make_system(host="node-b", transport=network.transport("node-b"))
+    seen: list[Any] = []
+    running = [False]
+    reentered = [False]
+    starts: list[int] = []
+
+    def worker() -> Behavior[Any]:
+        def setup(ctx: ActorContext[Any]) -> Behavior[Any]:
+            starts.append(len(starts))
+
+            def shouting(ctx: ActorContext[Any], msg: Any) -> Behavior[Any]:
+                seen.append(("shouting", msg))
+                return Behaviors.same()
+
+            async def waiting(ctx: ActorContext[Any], msg: Any) -> Behavior[Any]:
+                await asyncio.sleep(0)
+                seen.append(("waited", msg))
+                return Behaviors.same()
+
+            def receive(ctx: ActorContext[Any], msg: Any) -> Behavior[Any]:
+                reentered[0] |= running[0]
+                running[0] = True
+                try:
+                    seen.append(msg)
+                    if msg in (Num(0), Num(4)):
+                        ctx.self.tell(Num(10))
+                    elif msg == Num(1):
+                        raise ValueError("boom")
+                    elif msg == Num(2):
+                        return Behaviors.receive(waiting)
+                    return Behaviors.same()
+                finally:
+                    running[0] = False
+
+            return Behaviors.receive(receive)
+
+        return Behaviors.setup(setup)
+
+    caplog.set_level(logging.CRITICAL, logger="casty.actors")
+    probe = b.spawn(Behaviors.supervise(worker(), SupervisorStrategy.restart()), "probe")
+    raw = await network.raw_connect(b.node_address, source="node-r")
+    hello = Hello("t", "node-r", 1, 5, "node-b", b.node_address.port, "msgpack")
+    raw.write(framed(encode_handshake(hello)))
+    await wait_until(lambda: connected(b))
+
+    def request(n: int) -> None:
+        raw.write(framed(b._envelopes.encode([FRAME_ENVELOPES, "/user/probe", Num(n)])))
+
+    request(0)
+    assert seen == [Num(0), Num(10)]  # within the delivery; its own tell next, in the run
+    await wait_until(lambda: b._local_refs.get("/user/probe") is probe)
+    request(4)  # sent to a known, idle actor: the direct path
+    assert seen == [Num(0), Num(10), Num(4), Num(10)]
+    request(1)
+    assert seen[-1] == Num(1)
+    await wait_until(lambda: len(starts) == 2)  # restarted by its supervisor
+    request(2)
+    assert seen[-1] == Num(2)
+    await wait_until(lambda: not b._local_refs["/user/probe"]._cell._scheduled)  # idle again
+    request(3)  # the new behavior suspends: the rest of the run goes on in a task
+    assert seen[-1] == Num(2)
+    await wait_until(lambda: seen[-1] == ("waited", Num(3)))
+    assert not reentered[0]
+    assert starts == [0, 1]
+    (peer,) = b.remote_statistics().peers
+    assert peer.messages_received == 5
+    await raw.aclose()
