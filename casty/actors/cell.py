@@ -468,13 +468,7 @@ class ActorCell(Generic[M]):
             if pending is None and self._sysq is None:
                 # Nothing the drain would do: spare its coroutine.
                 if not self._mailbox and self._status == _RUNNING:
-                    self._scheduled = False  # self._after_run(), inlined for an idle actor
-                    mailbox = self._mailbox
-                    if mailbox is not None:
-                        self._mailbox = None
-                        spare = system._spare_mailboxes
-                        if len(spare) < _SPARE_MAILBOXES:
-                            spare.append(mailbox)
+                    self._idle()  # what self._after_run() comes to for an idle actor
                     return
                 if not budget:
                     self._after_run()
@@ -531,13 +525,7 @@ class ActorCell(Generic[M]):
         if pending is not None:
             self._start_drain(system._throughput - 1, pending)
         elif self._sysq is None and not self._mailbox and self._status == _RUNNING:
-            self._scheduled = False  # self._after_run(), inlined for an idle actor
-            mailbox = self._mailbox
-            if mailbox is not None:
-                self._mailbox = None
-                spare = system._spare_mailboxes
-                if len(spare) < _SPARE_MAILBOXES:
-                    spare.append(mailbox)
+            self._idle()  # what self._after_run() comes to for an idle actor
         elif system._throughput > 1:
             self._run(system._throughput - 1)  # the rest of this run
         else:
@@ -552,10 +540,14 @@ class ActorCell(Generic[M]):
             else:
                 woken.append(self)
             return
+        self._idle()
+
+    def _idle(self) -> None:
+        """End a run with nothing left to do: unscheduled, and the empty mailbox given back
+        (an idle actor keeps no deque; a few spares save busy actors the allocation)."""
         self._scheduled = False
         mailbox = self._mailbox
         if mailbox is not None and not mailbox:
-            # An idle actor keeps no deque; a few spares save busy actors the allocation.
             self._mailbox = None
             spare = self._system._spare_mailboxes
             if len(spare) < _SPARE_MAILBOXES:

@@ -642,21 +642,11 @@ class ActorSystem:
         (handlers are never re-entered). If telling raised, the caller hands the collected runs
         to `_schedule_woken` instead.
         """
-        context = self._context
-        try:
-            context.run(int)  # _can_enter(context), inlined
-        except RuntimeError:
+        if not self._can_enter():
             self._schedule_woken(woken)  # we run inside it: leave the runs to the loop
             return
         for cell in woken:
-            try:
-                context.run(cell._run)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:  # as asyncio's Handle._run reports it
-                self._loop.call_exception_handler(
-                    {"message": f"Exception in callback {cell._run!r}", "exception": exc}
-                )
+            self._run_reported(cell._run)
 
     def _run_now(self, ref: LocalActorRef[Any], message: object) -> None:
         """Tell ``message`` to ``ref``, whose actor is idle and running, and run the actor at
@@ -666,20 +656,29 @@ class ActorSystem:
         that holds one request: `RemoteActorSystem._dispatch_frames`), with `_woken` restored.
         Inside the system's context, the message is told instead.
         """
-        context = self._context
-        try:
-            context.run(int)  # _can_enter(context), inlined
-        except RuntimeError:
+        if not self._can_enter():
             ref.tell(message)  # we run inside it: leave the run to the loop
             return
-        cell = ref._cell
+        self._run_reported(ref._cell._run_one, message)
+
+    def _can_enter(self) -> bool:
+        """Whether the system's context can be entered here (it is not running this code)."""
         try:
-            context.run(cell._run_one, message)
+            self._context.run(int)
+        except RuntimeError:
+            return False
+        return True
+
+    def _run_reported(self, callback: Callable[..., object], *args: Any) -> None:
+        """Call ``callback(*args)`` in the system's context, an error reported to the loop's
+        exception handler, as asyncio's ``Handle._run`` would."""
+        try:
+            self._context.run(callback, *args)
         except (SystemExit, KeyboardInterrupt):
             raise
-        except BaseException as exc:  # as asyncio's Handle._run reports it
+        except BaseException as exc:
             self._loop.call_exception_handler(
-                {"message": f"Exception in callback {cell._run!r}", "exception": exc}
+                {"message": f"Exception in callback {callback!r}", "exception": exc}
             )
 
     def _dead_letter(self, message: object, recipient: ActorRef[Any], reason: str) -> None:

@@ -538,19 +538,25 @@ class SQLiteJournal(Journal):
                 if full < rows:
                     await db.execute(_INSERTS[rows - full], _values(entries[full:]))
                 await db.commit()
-            except sqlite3.IntegrityError:
-                # Some write broke a rule; start over with each write in its own savepoint so
-                # only the offenders fail.
-                await self._rollback(db)
-                await self._flush_each(db, batch)
-                return
             except BaseException as exc:
-                await self._rollback(db)
-                if isinstance(exc, sqlite3.Error | ValueError | OSError):
-                    raise self._translate(exc) from exc
-                raise
+                await self._round_failed(db, batch, exc)
+                return
         for pending in batch:
             pending.resolve()
+
+    async def _round_failed(
+        self, db: aiosqlite.Connection, batch: list[PendingWrite], exc: BaseException
+    ) -> None:
+        """Roll back a round whose statement raised ``exc`` (the caller holds the lock). When
+        some write broke a rule, start over with each write in its own savepoint so only the
+        offenders fail; otherwise raise ``exc`` (a storage error as a `JournalError`)."""
+        await self._rollback(db)
+        if isinstance(exc, sqlite3.IntegrityError):
+            await self._flush_each(db, batch)
+            return
+        if isinstance(exc, sqlite3.Error | ValueError | OSError):
+            raise self._translate(exc) from exc
+        raise exc
 
     async def _flush_one(
         self, db: aiosqlite.Connection, batch: list[PendingWrite], sql: str, values: list[Any]
@@ -575,19 +581,10 @@ class SQLiteJournal(Journal):
                     first = None
             if first is not None:
                 await _Resume(job, first)
-        except sqlite3.IntegrityError:
-            # Some write broke a rule; start over with each write in its own savepoint so only
-            # the offenders fail.
-            async with self._lock:
-                await self._rollback(db)
-                await self._flush_each(db, batch)
-            return
         except BaseException as exc:
             async with self._lock:
-                await self._rollback(db)
-            if isinstance(exc, sqlite3.Error | ValueError | OSError):
-                raise self._translate(exc) from exc
-            raise
+                await self._round_failed(db, batch, exc)
+            return
         for pending in batch:
             pending.resolve()
 

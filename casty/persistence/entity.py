@@ -549,15 +549,20 @@ class _Entity(Generic[C, S]):
                 self._sequence_nr = self._durable_sequence_nr
                 raise
             self._durable(batch, started)
-        for record in batch:
+        await self._thens(batch, 0)
+        # The commands that queued up meanwhile form the next batch.
+        self._gathering = self._ctx._message_next()
+        return behavior
+
+    @staticmethod
+    async def _thens(batch: list[_Command], start: int) -> None:
+        """Run the ``then`` callbacks of ``batch[start:]``, in order, awaiting async ones."""
+        for record in batch[start:]:
             then = record.effect.then
             if then is not None:
                 done = then(record.state)
                 if done is not None and inspect.isawaitable(done):
                     await done
-        # The commands that queued up meanwhile form the next batch.
-        self._gathering = self._ctx._message_next()
-        return behavior
 
     def _durable(self, batch: list[_Command], started: float) -> None:
         """Take note that ``batch``'s events are stored (the write began at ``started``)."""
@@ -596,12 +601,7 @@ class _Entity(Generic[C, S]):
         self, batch: list[_Command], start: int, pending: Awaitable[object]
     ) -> Behavior[Any]:
         await pending
-        for record in batch[start:]:
-            then = record.effect.then
-            if then is not None:
-                done = then(record.state)
-                if done is not None and inspect.isawaitable(done):
-                    await done
+        await self._thens(batch, start)
         self._gathering = self._ctx._message_next()
         return _SAME
 
