@@ -67,11 +67,13 @@ class WriteNowait(Protocol):
 
     def _write_nowait(
         self, entries: Sequence[JournalEntry], callback: Callable[[BaseException | None], object]
-    ) -> bool:
+    ) -> Callable[[], None] | None:
         """Check non-empty ``entries`` and queue them as `Journal.write` would, without
         suspending; ``callback(None)`` once they are committed, ``callback(error)`` if not
-        (the errors of `Journal.write`). Returns ``False``, doing nothing, when the write
-        cannot start without awaiting (the store is not open yet): the caller uses ``write``.
+        (the errors of `Journal.write`). Returns a function that withdraws the write if its
+        round has not begun (``callback`` is then never called), as cancelling `Journal.write`
+        would; or ``None``, doing nothing, when the write cannot start without awaiting (the
+        store is not open yet): the caller uses ``write``.
 
         Raises:
             WriteRejected, ResourceClosed: as `Journal.write` (``callback`` is not called).

@@ -60,10 +60,17 @@ class PendingWrite:
     future: asyncio.Future[None] | None = field(repr=False)
     callback: Callback | None = field(default=None, repr=False)
 
+    withdrawn: bool = field(default=False, repr=False)
+
     def abandoned(self) -> bool:
-        """Whether the caller gave up waiting (cancelled) before the round began."""
+        """Whether the caller gave up (cancelled, or `withdraw`) before the round began."""
         future = self.future
-        return future is not None and future.done()
+        return self.withdrawn or (future is not None and future.done())
+
+    def withdraw(self) -> None:
+        """Give up a `GroupCommit.submit_nowait` write: left out if its round has not begun
+        (its callback is then never called); committed or failed as usual if it has."""
+        self.withdrawn = True
 
     def resolve(self, error: BaseException | None = None) -> None:
         """Complete the caller's wait, unless the caller already gave up (cancelled)."""
@@ -168,9 +175,10 @@ class GroupCommit:
 
     def submit_nowait(
         self, persistence_id: str, entries: Sequence[JournalEntry], callback: Callback
-    ) -> None:
+    ) -> PendingWrite:
         """Queue a checked write for the writer's next round; ``callback(error)`` runs, in
         the writer task, once the round is committed (``error`` is ``None``) or failed.
+        Returns the queued write (`PendingWrite.withdraw`).
 
         For callers that must not suspend (an actor's handler that waits only if it must): no
         future, and no task of the caller's. The write is always handed to the writer task,
@@ -181,12 +189,14 @@ class GroupCommit:
         """
         if self._closing:
             raise ResourceClosed(f"{self._name} is closed")
-        self._queue.append(PendingWrite(persistence_id, entries, None, callback))
+        pending = PendingWrite(persistence_id, entries, None, callback)
+        self._queue.append(pending)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name=f"{self._name} group commit"
             )
         self._wakeup.set()
+        return pending
 
     def statistics(self) -> GroupCommitStatistics:
         """The counters so far."""

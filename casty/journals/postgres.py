@@ -5,7 +5,15 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl as ssl_module
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import contextmanager
 from operator import itemgetter
 from typing import Any, ClassVar, TypeVar, final
@@ -485,12 +493,13 @@ ORDER BY e.ord
         persistence_id = check_write(entries)
         await self._commits.submit(persistence_id, entries)
 
-    def _write_nowait(self, entries: Sequence[JournalEntry], callback: Callback) -> bool:
+    def _write_nowait(
+        self, entries: Sequence[JournalEntry], callback: Callback
+    ) -> Callable[[], None] | None:
         """`write` for a caller that must not suspend (see `casty.journals._checks.WriteNowait`)."""
         if self._pool is None or self._closed:
-            return False  # opening awaits: the caller uses `write`
-        self._commits.submit_nowait(check_write(entries), entries, callback)
-        return True
+            return None  # opening awaits: the caller uses `write`
+        return self._commits.submit_nowait(check_write(entries), entries, callback).withdraw
 
     async def _writer_connection(self) -> asyncpg.Connection:
         """The write path's own connection, outside the pool (no proxy, no reset on release)."""

@@ -6,7 +6,15 @@ import asyncio
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Generator, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterator,
+    Sequence,
+)
 from contextlib import contextmanager
 from operator import itemgetter
 from typing import Any, ClassVar, Literal, final
@@ -512,12 +520,13 @@ class SQLiteJournal(Journal):
         persistence_id = check_write(entries)
         await self._commits.submit(persistence_id, entries)
 
-    def _write_nowait(self, entries: Sequence[JournalEntry], callback: Callback) -> bool:
+    def _write_nowait(
+        self, entries: Sequence[JournalEntry], callback: Callback
+    ) -> Callable[[], None] | None:
         """`write` for a caller that must not suspend (see `casty.journals._checks.WriteNowait`)."""
         if self._closed or self._write_db is None or self._stale:
-            return False  # (re)opening awaits: the caller uses `write`
-        self._commits.submit_nowait(check_write(entries), entries, callback)
-        return True
+            return None  # (re)opening awaits: the caller uses `write`
+        return self._commits.submit_nowait(check_write(entries), entries, callback).withdraw
 
     async def _flush(self, batch: list[PendingWrite]) -> None:
         db = await self._connections()

@@ -78,7 +78,9 @@ S = TypeVar("S")
 OnCommand = Callable[[ActorContext[C], S, C], "Behavior[Any] | Awaitable[Behavior[Any]]"]
 
 # A journal's `casty.journals._checks.WriteNowait` method.
-_NowaitWrite = Callable[[Sequence[JournalEntry], Callable[[BaseException | None], object]], bool]
+_NowaitWrite = Callable[
+    [Sequence[JournalEntry], Callable[[BaseException | None], object]], Callable[[], None] | None
+]
 
 _current_task = asyncio.current_task
 _SAME: Behavior[Any] = Behaviors.same()
@@ -141,7 +143,7 @@ class _Write:
     with the outcome; it then wakes the handler waiting for it, or else comes back to the
     entity as a message (``_PIPE``, so a full mailbox cannot drop it)."""
 
-    __slots__ = ("batch", "ctx", "done", "error", "started", "waiter")
+    __slots__ = ("batch", "ctx", "done", "error", "started", "waiter", "withdraw")
 
     def __init__(self, ctx: ActorContext[Any], batch: list[_Command], started: float) -> None:
         self.ctx = ctx
@@ -150,6 +152,7 @@ class _Write:
         self.done = False
         self.error: BaseException | None = None
         self.waiter: asyncio.Future[None] | None = None
+        self.withdraw: Callable[[], None] | None = None  # the journal's, once handed over
 
     def __call__(self, error: BaseException | None) -> None:
         self.done = True
@@ -509,10 +512,11 @@ class _Entity(Generic[C, S]):
         self._gathering = False
         write = _Write(self._ctx, batch, time.perf_counter())
         try:
-            if not nowait(self._entries(encoded), write):
-                return self._write(batch, encoded, result)  # the journal must open first
+            write.withdraw = nowait(self._entries(encoded), write)
         except Exception as exc:
             return self._write_failed(batch, exc, result)
+        if write.withdraw is None:
+            return self._write(batch, encoded, result)  # the journal must open first
         self._inflight = write
         return result
 
@@ -544,9 +548,11 @@ class _Entity(Generic[C, S]):
                 return await self._write_failed(batch, exc, behavior)
             except BaseException:
                 # Cancelled (the actor stops): the write is whole or absent; a resumed
-                # incarnation finds out through a SequenceConflict.
+                # incarnation finds out through a SequenceConflict. No `then` will run: the
+                # asks of the batch's commands fail now.
                 self._state = self._durable_state
                 self._sequence_nr = self._durable_sequence_nr
+                _fail_asks(self._ctx, batch)
                 raise
             self._durable(batch, started)
         await self._thens(batch, 0)
@@ -777,11 +783,12 @@ class _Entity(Generic[C, S]):
         # On PostStop and PreRestart.
         write, self._inflight = self._inflight, None
         if write is not None:
-            # Stopped before the write in flight came back (its callbacks will not run): the
-            # ask of the command that closed the batch fails now, as it does when the actor
-            # stops while its handler awaits the write.
-            for promise in reply_promises(write.batch[-1].command):
-                promise.fail(ActorStopped(f"{ctx.self.path} stopped while handling the request"))
+            # Stopped before the write in flight came back (its callbacks will not run): it is
+            # withdrawn if its round has not begun (else it is whole or absent, as a cancelled
+            # `Journal.write`), and the asks of its commands fail now.
+            if write.withdraw is not None:
+                write.withdraw()
+            _fail_asks(ctx, write.batch)
         if self._owns_journal:
             return self._close_journal()
         return _SAME
@@ -790,6 +797,14 @@ class _Entity(Generic[C, S]):
         # A journal built from a URL belongs to this incarnation.
         await self._journal.aclose()
         return _SAME
+
+
+def _fail_asks(ctx: ActorContext[Any], batch: list[_Command]) -> None:
+    """Fail the asks of ``batch``'s commands: the actor stopped before their events were
+    known to be stored, so their ``then`` callbacks (the replies) will not run."""
+    for record in batch:
+        for promise in reply_promises(record.command):
+            promise.fail(ActorStopped(f"{ctx.self.path} stopped while handling the request"))
 
 
 # Serializers built from a name, shared by every entity that names them: a serializer is safe

@@ -229,11 +229,11 @@ async def test_write_nowait_commits_then_calls_back_with_the_outcome(
         return outcomes[name].set_result
 
     # Not open yet: opening awaits, so the caller is told to use `write`.
-    assert journal._write_nowait(make_entries("p", 1, 2), callback("unopened")) is False
+    assert journal._write_nowait(make_entries("p", 1, 2), callback("unopened")) is None
     await journal.open()
-    assert journal._write_nowait(make_entries("p", 1, 2), callback("first")) is True
-    assert journal._write_nowait(make_entries("q", 1, 1), callback("other")) is True
-    assert journal._write_nowait(make_entries("p", 2, 1), callback("conflict")) is True
+    assert journal._write_nowait(make_entries("p", 1, 2), callback("first")) is not None
+    assert journal._write_nowait(make_entries("q", 1, 1), callback("other")) is not None
+    assert journal._write_nowait(make_entries("p", 2, 1), callback("conflict")) is not None
     with pytest.raises(WriteRejected):  # checked at once; no callback
         journal._write_nowait(make_entries("p", 3, 1) + make_entries("x", 1, 1), print)
     assert await outcomes["first"] is None
@@ -243,4 +243,4 @@ async def test_write_nowait_commits_then_calls_back_with_the_outcome(
     assert await _sequence_nrs(journal, "p") == [1, 2]
     assert await _sequence_nrs(journal, "q") == [1]
     await journal.aclose()
-    assert journal._write_nowait(make_entries("p", 3, 1), callback("closed")) is False
+    assert journal._write_nowait(make_entries("p", 3, 1), callback("closed")) is None
