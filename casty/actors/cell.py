@@ -590,48 +590,38 @@ class ActorCell(Generic[M]):
                             continue
                     handled += 1
                     result = self._behavior.handler(ctx, message)
-                    if type(result) is CoroutineType:
-                        result = await result
-                    if result is not _SAME:
-                        if type(result) is _Receive:
-                            self._behavior = result
-                        else:
-                            await self._become(result, message)
-                except Exception as exc:
-                    await self._fail(exc)
-                except asyncio.CancelledError as exc:
-                    if self._cancelling():
-                        # Stopped while handling `message`: its asker need not wait for a timeout.
-                        self._fail_asks(message)
-                        raise
-                    await self._fail(exc)
+                except (Exception, asyncio.CancelledError) as exc:
+                    await self._finish_message(message, None, exc)
+                    continue
+                if result is not _SAME:
+                    await self._finish_message(message, result, None)
         finally:
             system._processed += handled
 
     async def _finish_message(
         self, message: Any, result: Any, failure: BaseException | None
     ) -> None:
-        """Finish handling ``message``, whose handler returned ``result`` or raised
-        ``failure`` (in `_run`), as `_drain` would have."""
-        if failure is None:
-            try:
-                if type(result) is CoroutineType:
-                    result = await result
-                if result is not _SAME:
-                    if type(result) is _Receive:
-                        self._behavior = result
-                    else:
-                        await self._become(result, message)
-                return
-            except Exception as exc:
-                failure = exc
-            except asyncio.CancelledError as exc:
-                if self._cancelling():
-                    # Stopped while handling `message`: its asker need not wait for a timeout.
-                    self._fail_asks(message)
-                    raise
-                failure = exc
-        await self._fail(failure)
+        """Finish handling ``message``, whose handler returned ``result`` (awaited if a
+        coroutine, then the behavior taken) or raised ``failure`` (supervised): for `_drain`,
+        and for the plain-call runs of `_run` and `_run_one` that handed it over."""
+        try:
+            if failure is not None:
+                raise failure
+            if type(result) is CoroutineType:
+                result = await result
+            if result is not _SAME:
+                if type(result) is _Receive:
+                    self._behavior = result
+                else:
+                    await self._become(result, message)
+        except Exception as exc:
+            await self._fail(exc)
+        except asyncio.CancelledError as exc:
+            if self._cancelling():
+                # Stopped while handling `message`: its asker need not wait for a timeout.
+                self._fail_asks(message)
+                raise
+            await self._fail(exc)
 
     def _fail_asks(self, message: object) -> None:
         """Fail the asks whose ``reply_to`` is a top-level field of ``message`` (a reply
