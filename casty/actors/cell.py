@@ -490,6 +490,15 @@ class ActorCell(Generic[M]):
             raise
         self._task = self._system._start_task(_HandlerTask(self, drain, yielded))
 
+    def _idle_running(self) -> bool:
+        """Running, with nothing queued, scheduled or pending: `_run_one` may take a message."""
+        return (
+            self._status == _RUNNING
+            and self._mailbox is None
+            and not self._scheduled
+            and self._sysq is None
+        )
+
     def _run_one(self, message: Any) -> None:
         """`_run` for ``message``, handed over without the mailbox to this running actor while
         it is idle (no mailbox, no run scheduled, no system message): what telling it and

@@ -292,19 +292,12 @@ class EnvelopeCodec:
         """
         serializer = self._msgpack
         if serializer is not None:
+            if len(frame) == 3 and type(frame[1]) is str:
+                return self.encode_one(frame[1], frame[2])
             if serializer._generation != self._generation:
                 self._refresh(serializer)
-            pack = self._pack
             try:
-                if len(frame) == 3 and type(frame[1]) is str:
-                    # One message (a request, a reply): the array's head and the path are
-                    # written here, so the message is the outermost value msgpack packs (one
-                    # packer less).
-                    path = frame[1].encode()
-                    if len(path) < 32:
-                        return _ONE_ENTRY_HEADS[len(path)] + path + pack(frame[2])
-                    return _ONE_ENTRY + _packed_str(path) + pack(frame[2])
-                return pack(frame)
+                return self._pack(frame)
             except EncodeError:
                 raise
             except Exception as exc:  # as MsgpackSerializer.encode translates them
@@ -325,14 +318,17 @@ class EnvelopeCodec:
 
     def encode_one(self, path: str, message: object) -> bytes:
         """The bytes of ``[FRAME_ENVELOPES, path, message]`` (a request or a reply), as
-        `encode` writes them, without building the list on the msgpack path.
+        `encode` writes them. On the msgpack path the array's head and the path are written
+        here, so the message is the outermost value msgpack packs (one packer less).
 
         Raises:
             EncodeError: ``message`` has no wire form.
         """
         serializer = self._msgpack
-        if serializer is None or serializer._generation != self._generation:
+        if serializer is None:
             return self.encode([FRAME_ENVELOPES, path, message])
+        if serializer._generation != self._generation:
+            self._refresh(serializer)
         try:
             data = path.encode()
             size = len(data)

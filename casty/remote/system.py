@@ -8,12 +8,10 @@ import random
 from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar, Final, final
 
-import msgpack
-
 from casty._calm_log import CalmLog
 from casty.abc import Address, Connection, Listener, RefCodec, Serializer, Transport
 from casty.actors.ask import PromiseRef, request_fields
-from casty.actors.cell import _RUNNING, _TERMINATED, LocalActorRef
+from casty.actors.cell import _TERMINATED, LocalActorRef
 from casty.actors.events import DeadLetterReason
 from casty.actors.ref import ActorRef
 from casty.actors.system import ActorSystem
@@ -37,8 +35,6 @@ from casty.errors import (
 from casty.remote.address import SCHEME, ActorAddress
 from casty.remote.association import Association, Refusal
 from casty.remote.envelope import (
-    _ENVELOPE_TYPES,
-    FRAME_ENVELOPES,
     Accept,
     EnvelopeCodec,
     Hello,
@@ -56,8 +52,6 @@ from casty.transports import as_transport
 __all__ = ["RemoteActorSystem"]
 
 log = logging.getLogger("casty.remote")
-
-_unpackb = msgpack.unpackb  # a module global: one lookup per frame instead of two
 
 #: Bounds of the lookup caches (entries); reaching one clears it.
 _LOCAL_CACHE_SIZE: Final = 4096
@@ -137,14 +131,7 @@ class _WireRefCodec(RefCodec):
         kind = type(ref)
         if kind is PromiseRef:
             if ref._system is self._system:
-                path: str = ref._path
-                if not path:  # PromiseRef.path, inlined: an ask's reply ref is written once
-                    system = self._system
-                    ref._id = next(system._temp_ids)
-                    path = ref._path = f"/temp/${ref._id}"
-                    if not ref._future.done():
-                        system._temp[path] = ref
-                return path
+                return ref.path  # type: ignore[no-any-return]
         elif kind is RemoteActorRef:
             return ref._address  # type: ignore[no-any-return]
         elif kind is LocalActorRef and ref._cell._system is self._system:
@@ -542,83 +529,28 @@ class RemoteActorSystem(ActorSystem):
             DecodeError: a protocol violation; the caller drops the connection (the runs
                 collected before it go to the loop).
         """
-        if len(frames) == 1:  # a request or a reply, most often
-            association.frames_received += 1
-            association.bytes_received += len(frames[0])
-        else:
-            association.frames_received += len(frames)
-            association.bytes_received += sum(map(len, frames))
-        if association._wake is not None and len(association._out) == 1:
-            association._direct = True  # association.resume_direct(), inlined
+        association.frames_received += len(frames)
+        association.bytes_received += sum(map(len, frames))
+        association.resume_direct()
         outer = self._woken
         woken: list[Any] = []
         self._woken = woken
-        codec = self._envelopes
+        decode = self._envelopes.decode
         direct: LocalActorRef[Any] | None = None
         direct_message: object = None
         try:
             for frame in frames:
                 self._wire_codec.peer = association
-                serializer = codec._msgpack
-                if serializer is not None and serializer._generation == codec._generation:
-                    # EnvelopeCodec.decode's msgpack path, inlined.
-                    try:
-                        items = _unpackb(
-                            frame, ext_hook=codec._hook, strict_map_key=False, timestamp=2
-                        )
-                    except Exception:  # decode salvages the entries that decode
-                        items, clean = codec.decode(frame)
-                    else:
-                        clean = True
-                        if (
-                            type(items) is not list
-                            or len(items) != 3
-                            or items[0] != FRAME_ENVELOPES
-                            or type(items[0]) is not int
-                            or type(items[1]) not in _ENVELOPE_TYPES
-                        ):
-                            items, clean = codec.checked(items, False)
-                else:
-                    items, clean = codec.decode(frame)
-                if len(items) != 3:
-                    self._dispatch_entries(association, items, clean)
-                    continue
-                association.received += 1
-                recipient = items[1]
-                message = items[2]
-                if type(recipient) is not str:
-                    association.control(recipient, message)
-                    continue
-                if type(message) is Undecodable:
-                    self._undecodable(association, recipient, message)
-                    continue
-                ref = self._local_refs.get(recipient)
-                if ref is not None:
-                    cell = ref._cell
-                    status = cell._status
-                    if (
-                        status == _RUNNING
-                        and cell._mailbox is None
-                        and not cell._scheduled
-                        and cell._sysq is None
-                        and len(frames) == 1
-                    ):
+                items, clean = decode(frame)
+                if len(frames) == 1 and len(items) == 3 and clean:
+                    ref = self._local_refs.get(items[1])
+                    if ref is not None and ref._cell._idle_running():
                         # The batch's only message, to an idle actor: it runs at once below,
-                        # without a trip through the mailbox.
-                        direct = ref
-                        direct_message = message
+                        # without a trip through the mailbox (a remote ask's hot path).
+                        association.received += 1
+                        direct, direct_message = ref, items[2]
                         continue
-                    if status != _TERMINATED:
-                        ref.tell(message)
-                        continue
-                # An ask's reply goes straight to the waiting future; no actor runs.
-                promise = self._temp.get(recipient)
-                if promise is None:
-                    self._local_ref(recipient, ref).tell(message)
-                elif not promise._future.done():
-                    promise._future.set_result(message)  # promise.tell, inlined
-                else:
-                    promise.tell(message)  # a late reply: a dead letter
+                self._dispatch_entries(association, items, clean)
         except BaseException:
             self._woken = outer
             self._schedule_woken(woken)
