@@ -395,11 +395,7 @@ class ActorSystem:
             self._ask_timeouts.add(promise, timeout)
             return await future
         finally:
-            bucket = promise._bucket  # promise.release(), inlined: this is the hot path
-            if bucket is not None:
-                bucket.discard(promise)
-            if promise._id:
-                self._temp.pop(promise._path, None)
+            promise.release()
 
     async def stop(self, ref: ActorRef[Any]) -> None:
         """Stop a local actor and wait until it has terminated (children first, hooks run).

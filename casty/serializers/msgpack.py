@@ -176,11 +176,7 @@ class MsgpackSerializer(Serializer):
                 ``refs`` is ``None``, is unregistered in strict mode, is a class defined inside a
                 function, or nests too deeply; a ``str`` is not valid Unicode.
         """
-        if refs is None:
-            encode = self._plain_encode
-        else:
-            cached = self._ref_encodes.get(id(refs))
-            encode = cached[1] if cached is not None else self._encode_for(refs)
+        encode = self._plain_encode if refs is None else self._encode_for(refs)
         try:
             return encode(obj)
         except EncodeError:
@@ -189,6 +185,10 @@ class MsgpackSerializer(Serializer):
             raise EncodeError(f"cannot encode {type(obj).__name__}: {exc}") from exc
 
     def _encode_for(self, refs: RefCodec) -> Pack:
+        """The encode function for ``refs``: cached, or built and remembered."""
+        cached = self._ref_encodes.get(id(refs))
+        if cached is not None:
+            return cached[1]
         encode = make_encode(refs, self._encoders, self._build_encoder)
         _remember(self._ref_encodes, refs, encode)
         return encode
@@ -200,11 +200,7 @@ class MsgpackSerializer(Serializer):
         ``msgpack.unpackb(data, ext_hook=hook, strict_map_key=False, timestamp=2)`` (how
         `decode` calls it) means `DecodeError`. They are stale once `_generation` changes
         (`register`); fetch them again then."""
-        cached = self._ref_encodes.get(id(refs))
-        encode = cached[1] if cached is not None else self._encode_for(refs)
-        cached_hook = self._ref_hooks.get(id(refs))
-        hook = cached_hook[1] if cached_hook is not None else self._hook_for(refs)
-        return encode, hook
+        return self._encode_for(refs), self._hook_for(refs)
 
     def _build_encoder(self, cls: type) -> Encoder:
         kind = kind_of(cls)
@@ -245,11 +241,7 @@ class MsgpackSerializer(Serializer):
                 registered; fields that do not fit the class (its ``__post_init__`` raising
                 included); an actor ref while ``refs`` is ``None``. No other exception escapes.
         """
-        if refs is None:
-            hook = self._plain_hook
-        else:
-            cached = self._ref_hooks.get(id(refs))
-            hook = cached[1] if cached is not None else self._hook_for(refs)
+        hook = self._plain_hook if refs is None else self._hook_for(refs)
         try:
             # Any hashable map key; timestamp=2: msgpack's own timestamp extension (which we
             # never write) reads as an int.
@@ -260,6 +252,10 @@ class MsgpackSerializer(Serializer):
             raise DecodeError(f"cannot decode: {type(exc).__name__}: {exc}") from exc
 
     def _hook_for(self, refs: RefCodec) -> Hook:
+        """The ``ext_hook`` for ``refs``: cached, or built and remembered."""
+        cached = self._ref_hooks.get(id(refs))
+        if cached is not None:
+            return cached[1]
         hook = make_hook(refs, self._decoders, self._build_decoder)
         _remember(self._ref_hooks, refs, hook)
         return hook
