@@ -120,14 +120,16 @@ def log_entity(
     entity_id: str = "e",
     *,
     snapshot_policy: SnapshotPolicy | None = None,
+    handler: Callable[[ActorContext[Any], Log, Any], Any] = on_command,
     **options: Any,
 ) -> Behavior[Any]:
+    """The log entity; ``handler`` replaces `on_command` (a test's variant of it)."""
     return Behaviors.event_sourced(
         entity_id=entity_id,
         journal=journal,
         initial_state=Log(),
         on_event=on_event,
-        on_command=on_command,
+        on_command=handler,
         snapshot_policy=snapshot_policy,
         **options,
     )

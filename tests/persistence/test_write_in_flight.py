@@ -25,7 +25,6 @@ from es_domain import (
     Recorder,
     log_entity,
     on_command,
-    on_event,
 )
 
 from casty.actors import ActorContext, ActorSystem, Behavior, Behaviors, SupervisorStrategy
@@ -127,13 +126,7 @@ async def test_a_failure_after_the_write_leaves_the_waiting_command_to_the_next_
             return Behaviors.persisted(Appended("boom"), then=_raise)
         return on_command(ctx, state, command)
 
-    entity = Behaviors.event_sourced(
-        entity_id="e",
-        journal=sqlite_journal,
-        initial_state=Log(),
-        on_event=on_event,
-        on_command=failing_then,
-    )
+    entity = log_entity(sqlite_journal, handler=failing_then)
     ref = system.spawn(Behaviors.supervise(entity, SupervisorStrategy.restart()), "e")
     assert await system.ask(ref, Get) == ()
     probe = recorder("probe")
@@ -173,13 +166,7 @@ async def test_a_stopped_entitys_write_that_no_round_took_yet_is_withdrawn(
         return on_command(ctx, state, command)
 
     def entity() -> Behavior[Any]:
-        return Behaviors.event_sourced(
-            entity_id="x",
-            journal=sqlite_journal,
-            initial_state=Log(),
-            on_event=on_event,
-            on_command=recording,
-        )
+        return log_entity(sqlite_journal, "x", handler=recording)
 
     others = [system.spawn(log_entity(sqlite_journal, name), name) for name in ("a", "b")]
     x = system.spawn(entity(), "x")
@@ -223,13 +210,7 @@ async def test_stopping_an_entity_fails_the_asks_of_every_command_of_its_write_i
             return Behaviors.persisted(Appended("0"), then=then)
         return on_command(ctx, state, command)
 
-    entity = Behaviors.event_sourced(
-        entity_id="e",
-        journal=sqlite_journal,
-        initial_state=Log(),
-        on_event=on_event,
-        on_command=locking,
-    )
+    entity = log_entity(sqlite_journal, handler=locking)
     ref = system.spawn(entity, "e")
     assert await system.ask(ref, Get) == ()
     before = sqlite_journal.statistics()
