@@ -1,6 +1,6 @@
 """Certificate tooling for `TLSTransport`: a private cluster CA and node certificates.
 
-Needs ``cryptography`` (``pip install casty[tls]``). The ``casty cert`` commands call these
+Needs ``cryptography`` (``pip install 'casty[tls]'``). The ``casty cert`` commands call these
 functions, and so do the tests, which build a throwaway CA per session.
 
 Layout written::
@@ -10,7 +10,9 @@ Layout written::
 
 Keys are unencrypted PKCS#8 PEM files with mode 0600; certificates are mode 0644. Files are
 written to a temporary name and renamed into place, so a process watching them (a
-`TLSTransport` picking up a rotated certificate) never reads a half-written file.
+`TLSTransport` picking up a rotated certificate) never reads a half-written file. Directories
+that do not exist yet are created with mode 0700, missing parents included; existing ones are
+left as they are.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import datetime as dt
 import ipaddress
 import os
 import re
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +38,7 @@ from casty.errors import ConfigurationError
 __all__ = [
     "CertificateFiles",
     "KeyType",
+    "OverwriteRefused",
     "certificate_info",
     "create_ca",
     "create_node_certificate",
@@ -57,6 +61,14 @@ class CertificateFiles:
 
     cert: Path
     key: Path
+
+
+class OverwriteRefused(ConfigurationError):
+    """A file to write exists and ``force`` is false; ``paths`` names the existing files."""
+
+    def __init__(self, paths: list[str]) -> None:
+        super().__init__(f"refusing to overwrite {', '.join(paths)}; pass force=True to replace")
+        self.paths = paths
 
 
 @contextmanager
@@ -93,9 +105,27 @@ def _validity(
 def _refuse_overwrite(paths: Iterable[Path], force: bool) -> None:
     existing = [str(path) for path in paths if path.exists()]
     if existing and not force:
-        raise ConfigurationError(
-            f"refusing to overwrite {', '.join(existing)}; pass force=True (--force) to replace"
-        )
+        raise OverwriteRefused(existing)
+
+
+def _make_dirs(path: Path) -> None:
+    # Path.mkdir(parents=True) gives the parents it creates the umask's mode (0777 under umask
+    # 000): create every missing level with 0700 here, and leave existing ones alone.
+    missing: list[Path] = []
+    current = path
+    while not current.is_dir():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise
+            continue  # created concurrently by someone else: not ours to change
+        os.chmod(directory, 0o700)  # the umask may have narrowed it
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
@@ -148,7 +178,8 @@ def create_ca(
     The CA may sign node certificates only (path length 0).
 
     Args:
-        out_dir: directory to write to (created with mode 0700 when missing).
+        out_dir: directory to write to; it and any missing parent are created with mode
+            0700, existing directories are left as they are.
         common_name: the CA's subject CN.
         days: validity in days from now.
         key_type: ``"ec"`` (P-256, the default) or ``"rsa"`` (2048 bits).
@@ -182,7 +213,7 @@ def create_ca(
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
             .sign(key, hashes.SHA256())
         )
-        out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _make_dirs(out)
         _save(cert, key, files)
     return files
 
@@ -203,7 +234,37 @@ def _load_ca(ca_dir: Path) -> tuple[x509.Certificate, PrivateKey]:
         key = serialization.load_pem_private_key((ca_dir / CA_KEY).read_bytes(), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
         raise ConfigurationError(f"{ca_dir / CA_KEY} holds an unsupported key type")
+    _check_issuer(ca_dir, cert, key)
     return cert, key
+
+
+def _check_issuer(ca_dir: Path, cert: x509.Certificate, key: PrivateKey) -> None:
+    # A certificate signed by a non-CA (a node's pair copied in as ca.pem / ca.key) or by a key
+    # other than the CA certificate's would be written fine and then never verify.
+    subject = cert.subject.rfc4514_string()
+    try:
+        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if not is_ca:
+        raise ConfigurationError(
+            f"{ca_dir / CA_CERT} ({subject}) is not a CA certificate (no BasicConstraints "
+            "CA:TRUE); create one with `casty cert create-ca`"
+        )
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is not None and not usage.key_cert_sign:
+        raise ConfigurationError(
+            f"{ca_dir / CA_CERT} ({subject}) is not a CA certificate: its key usage does not "
+            "allow signing certificates (keyCertSign)"
+        )
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(*spki) != cert.public_key().public_bytes(*spki):
+        raise ConfigurationError(
+            f"{ca_dir / CA_KEY} does not match the public key of {ca_dir / CA_CERT} ({subject})"
+        )
 
 
 def create_node_certificate(
@@ -229,7 +290,9 @@ def create_node_certificate(
         out_dir: where to write; defaults to ``ca_dir``.
         sans: subject alternative names (DNS names or IP addresses); ``None`` means
             ``localhost`` and ``127.0.0.1``. ``name`` is added in every case when it is a DNS name.
-        days: validity in days from now (ignored when ``not_after`` is given).
+        days: validity in days from now (ignored when ``not_after`` is given). A validity
+            reaching past the CA's own expiry is shortened to end with the CA's, with a
+            `UserWarning` saying so: a certificate cannot be verified beyond its issuer's life.
         key_type: ``"ec"`` (P-256) or ``"rsa"`` (2048 bits).
         not_before, not_after: explicit validity bounds (timezone-aware), for tests of
             expired or not-yet-valid certificates.
@@ -239,8 +302,10 @@ def create_node_certificate(
         The written paths.
 
     Raises:
-        ConfigurationError: the CA cannot be loaded, a SAN is malformed, a file exists and
-            ``force`` is false, or the validity bounds are empty.
+        ConfigurationError: the CA cannot be loaded or is no CA (no BasicConstraints CA:TRUE, a
+            key usage without keyCertSign, or ``ca.key`` not the key of ``ca.pem``), a SAN is
+            malformed, a file exists and ``force`` is false (`OverwriteRefused`), or the
+            validity bounds are empty (also when the CA expired before them).
     """
     if not name or "/" in name or name.startswith("."):
         raise ConfigurationError(f"invalid node name {name!r}")
@@ -258,9 +323,27 @@ def create_node_certificate(
     with _errors(f"cannot create a certificate for {name!r} in {out}"):
         _refuse_overwrite((files.cert, files.key), force)
         start, end = _validity(days, not_before, not_after)
+        ca_end = ca_cert.not_valid_after_utc
+        if end > ca_end:
+            if ca_end <= start:
+                raise ConfigurationError(
+                    f"the CA {ca_cert.subject.rfc4514_string()} expired at {ca_end.isoformat()}, "
+                    "before the certificate would become valid"
+                )
+            warnings.warn(
+                f"the validity of {name!r} was shortened to end with its CA's, at "
+                f"{ca_end.isoformat()} (requested {end.replace(microsecond=0).isoformat()})",
+                UserWarning,
+                stacklevel=2,
+            )
+            end = ca_end
         key = _new_key(key_type)
         public = key.public_key()
-        ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        try:
+            ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+            authority = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski)
+        except x509.ExtensionNotFound:  # a CA made by other tooling may lack the extension
+            authority = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
@@ -279,13 +362,10 @@ def create_node_certificate(
             )
             .add_extension(x509.SubjectAlternativeName(general), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-                critical=False,
-            )
+            .add_extension(authority, critical=False)
         )
         cert = builder.sign(ca_key, hashes.SHA256())
-        out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _make_dirs(out)
         _save(cert, key, files)
     return files
 
@@ -305,20 +385,32 @@ def _describe_key(public: Any) -> str:
 
 
 def certificate_info(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Describe the first certificate in the PEM file at ``path``.
+    """Describe the certificates in the PEM file at ``path``: the first one, and all of them.
+
+    A CA bundle holds several certificates (the old and the new CA during a rotation); every
+    one of them is listed under ``certificates``, in file order.
 
     Returns:
-        A JSON-ready dict: ``subject`` and ``issuer`` (RFC 4514), ``serial_number`` (hex),
-        ``not_before`` / ``not_after`` (ISO 8601, UTC), ``expired`` (bool), ``is_ca`` (bool),
-        ``key`` (``"EC secp256r1"``, ``"RSA 2048"``), ``sans`` (list of strings),
-        ``extended_key_usage`` (list such as ``["serverAuth", "clientAuth"]``) and
-        ``fingerprint_sha256`` (colon-separated hex).
+        A JSON-ready dict describing the first certificate: ``path``, ``subject`` and
+        ``issuer`` (RFC 4514), ``serial_number`` (hex), ``not_before`` / ``not_after``
+        (ISO 8601, UTC), ``expired`` (bool), ``is_ca`` (bool), ``key`` (``"EC secp256r1"``,
+        ``"RSA 2048"``), ``sans`` (list of strings), ``extended_key_usage`` (list such as
+        ``["serverAuth", "clientAuth"]``) and ``fingerprint_sha256`` (colon-separated hex);
+        plus ``certificates``, a list with one dict of those same keys per certificate in the
+        file (the first included, so it has one entry for a single certificate).
 
     Raises:
         ConfigurationError: the file cannot be read or holds no PEM certificate.
     """
     with _errors(f"cannot read a certificate from {path}"):
-        cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
+        certs = x509.load_pem_x509_certificates(Path(path).read_bytes())
+    if not certs:
+        raise ConfigurationError(f"cannot read a certificate from {path}: no PEM certificate")
+    described = [_describe(path, cert) for cert in certs]
+    return {**described[0], "certificates": described}
+
+
+def _describe(path: str | os.PathLike[str], cert: x509.Certificate) -> dict[str, Any]:
     extensions = cert.extensions
     try:
         is_ca = extensions.get_extension_for_class(x509.BasicConstraints).value.ca

@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from casty.errors import CastyError
@@ -30,47 +32,76 @@ def _certs() -> Any:
     except ImportError as exc:
         raise CastyError(
             f"certificate tooling needs cryptography ({exc}); install it with "
-            "`pip install casty[tls]`"
+            "`pip install 'casty[tls]'`"
         ) from exc
     return casty.certs
 
 
+@contextmanager
+def _cert_messages(certs: Any) -> Iterator[None]:
+    # The library's warnings become stderr lines; its refusal to overwrite names the option.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        except certs.OverwriteRefused as exc:
+            raise CastyError(
+                f"refusing to overwrite {', '.join(exc.paths)}; pass --force to replace"
+            ) from exc
+        finally:
+            for warning in caught:
+                print(f"casty: warning: {warning.message}", file=sys.stderr)
+
+
 def _cert_create_ca(args: argparse.Namespace) -> int:
-    files = _certs().create_ca(
-        args.out,
-        common_name=args.common_name,
-        days=args.days,
-        key_type=args.key_type,
-        force=args.force,
-    )
+    certs = _certs()
+    with _cert_messages(certs):
+        files = certs.create_ca(
+            args.out,
+            common_name=args.common_name,
+            days=args.days,
+            key_type=args.key_type,
+            force=args.force,
+        )
     print(f"wrote {files.cert}")
     print(f"wrote {files.key} (keep it secret: it signs cluster members)")
     return 0
 
 
 def _cert_create_node(args: argparse.Namespace) -> int:
-    files = _certs().create_node_certificate(
-        args.name,
-        args.ca_dir,
-        args.out,
-        sans=args.san or None,
-        days=args.days,
-        key_type=args.key_type,
-        force=args.force,
-    )
+    certs = _certs()
+    with _cert_messages(certs):
+        files = certs.create_node_certificate(
+            args.name,
+            args.ca_dir,
+            args.out,
+            sans=args.san or None,
+            days=args.days,
+            key_type=args.key_type,
+            force=args.force,
+        )
     print(f"wrote {files.cert}")
     print(f"wrote {files.key}")
     return 0
 
 
 def _cert_info(args: argparse.Namespace) -> int:
+    # --json: the first certificate's fields at the top level (the shape of a one-certificate
+    # file), and every certificate of the file under "certificates". Text: one block per
+    # certificate, headed "certificate: I of N" when the file holds several.
     info = _certs().certificate_info(args.path)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    for key, value in info.items():
-        shown = ", ".join(value) if isinstance(value, list) else value
-        print(f"{key}: {shown}")
+    described: list[dict[str, Any]] = info["certificates"]
+    for index, certificate in enumerate(described, 1):
+        if len(described) > 1:
+            if index > 1:
+                print()
+            print(f"certificate: {index} of {len(described)}")
+        for key, value in certificate.items():
+            shown = ", ".join(value) if isinstance(value, list) else value
+            print(f"{key}: {shown}")
     return 0
 
 
@@ -104,7 +135,9 @@ def _add_cert(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         sub.add_argument("--key-type", choices=("ec", "rsa"), default="ec")
         sub.add_argument("--force", action="store_true", help="overwrite existing files")
 
-    info = actions.add_parser("info", help="describe a PEM certificate")
+    info = actions.add_parser(
+        "info", help="describe a PEM certificate (each certificate of a bundle)"
+    )
     info.add_argument("path", metavar="PATH")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(handler=_cert_info)

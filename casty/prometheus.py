@@ -1,4 +1,4 @@
-"""A Prometheus endpoint serving ``system.metrics()`` (extra: ``pip install casty[metrics]``).
+"""A Prometheus endpoint serving ``system.metrics()`` (extra: ``pip install 'casty[metrics]'``).
 
 Started by a configured node (``[metrics] prometheus_port`` in ``casty.toml``). The HTTP
 server runs in a thread of ``prometheus_client``; each scrape takes the snapshot on the node's
@@ -59,7 +59,7 @@ def serve(system: ActorSystem, host: str, port: int, node_id: str | None = None)
     except ImportError as exc:
         raise CastyError(
             f"the Prometheus endpoint needs prometheus-client ({exc}); install it with "
-            "`pip install casty[metrics]`"
+            "`pip install 'casty[metrics]'`"
         ) from exc
     loop = asyncio.get_running_loop()
     label = node_id if node_id is not None else system._address_prefix

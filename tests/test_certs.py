@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import stat
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from casty.certs import certificate_info, create_ca, create_node_certificate
 from casty.cli import main
@@ -130,3 +132,135 @@ def test_explicit_validity_bounds_make_expired_certificates(tmp_path: Path) -> N
     assert certificate_info(files.cert)["expired"] is True
     with pytest.raises(ConfigurationError, match="later than"):
         create_node_certificate("bad", tmp_path, not_before=now, not_after=now)
+
+
+def test_create_node_refuses_an_issuer_that_is_not_a_ca(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_ca(tmp_path / "pki")
+    node = create_node_certificate("node-1", tmp_path / "pki")
+    fake = tmp_path / "fake"  # a node's certificate and key copied in as ca.pem / ca.key
+    fake.mkdir()
+    (fake / "ca.pem").write_bytes(node.cert.read_bytes())
+    (fake / "ca.key").write_bytes(node.key.read_bytes())
+    assert main(["cert", "create-node", "x", "--ca-dir", str(fake)]) == 1
+    assert "not a CA certificate" in capsys.readouterr().err
+    assert sorted(p.name for p in fake.iterdir()) == ["ca.key", "ca.pem"]
+    # A real CA certificate with a key that is not its own is refused too.
+    other = tmp_path / "other"
+    create_ca(other)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "ca.pem").write_bytes((tmp_path / "pki" / "ca.pem").read_bytes())
+    (mixed / "ca.key").write_bytes((other / "ca.key").read_bytes())
+    with pytest.raises(ConfigurationError, match="does not match"):
+        create_node_certificate("x", mixed)
+    assert not (mixed / "x.pem").exists()
+    # A CA certificate whose key usage forbids signing certificates is refused.
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "No Sign CA")])
+    now = dt.datetime.now(dt.UTC)
+    usage = x509.KeyUsage(True, False, False, False, False, False, False, False, False)
+    nosign = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(usage, critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (mixed / "ca.pem").write_bytes(nosign.public_bytes(serialization.Encoding.PEM))
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    (mixed / "ca.key").write_bytes(key_pem)
+    with pytest.raises(ConfigurationError, match="keyCertSign"):
+        create_node_certificate("x", mixed)
+
+
+def test_a_node_certificate_never_outlives_its_ca(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["cert", "create-ca", "--out", str(tmp_path), "--days", "30"]) == 0
+    capsys.readouterr()
+    assert main(["cert", "create-node", "long", "--ca-dir", str(tmp_path), "--days", "9000"]) == 0
+    captured = capsys.readouterr()
+    ca, cert = load(tmp_path / "ca.pem"), load(tmp_path / "long.pem")
+    assert cert.not_valid_after_utc == ca.not_valid_after_utc
+    assert "casty: warning:" in captured.err and "shortened" in captured.err
+    assert ca.not_valid_after_utc.isoformat() in captured.err
+    # The Python API warns too; within the CA's lifetime nothing is said.
+    with pytest.warns(UserWarning, match="shortened"):
+        create_node_certificate("api", tmp_path, days=9000)
+    assert load(tmp_path / "api.pem").not_valid_after_utc == ca.not_valid_after_utc
+    assert main(["cert", "create-node", "short", "--ca-dir", str(tmp_path), "--days", "7"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_info_reports_every_certificate_of_a_bundle(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_ca(tmp_path / "old", common_name="Old CA")
+    create_ca(tmp_path / "new", common_name="New CA", days=100)
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes((tmp_path / "old" / "ca.pem").read_bytes() + b"\n")
+    with bundle.open("ab") as handle:
+        handle.write((tmp_path / "new" / "ca.pem").read_bytes())
+    assert main(["cert", "info", str(bundle), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["subject"] == "CN=Old CA"  # the top level still describes the first one
+    assert [c["subject"] for c in info["certificates"]] == ["CN=Old CA", "CN=New CA"]
+    new_expiry = load(tmp_path / "new" / "ca.pem").not_valid_after_utc
+    assert info["certificates"][1]["not_after"] == new_expiry.isoformat()
+    assert main(["cert", "info", str(bundle)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "subject: CN=Old CA" in lines and "subject: CN=New CA" in lines
+    assert "certificate: 1 of 2" in lines and "certificate: 2 of 2" in lines
+    # A single certificate keeps the former text output exactly, and a one-entry list.
+    assert main(["cert", "info", str(tmp_path / "new" / "ca.pem")]) == 0
+    single = capsys.readouterr().out.splitlines()
+    assert single[0].startswith("path: ") and not any("certificate" in s for s in single)
+    listed = certificate_info(tmp_path / "new" / "ca.pem")["certificates"]
+    assert [c["subject"] for c in listed] == ["CN=New CA"]
+
+
+def test_newly_created_directories_are_private_at_every_level(tmp_path: Path) -> None:
+    create_ca(tmp_path / "pki")
+    existing = tmp_path / "shared"
+    existing.mkdir(mode=0o755)
+    existing.chmod(0o755)
+    old_umask = os.umask(0)
+    try:
+        out = existing / "a" / "b" / "c"
+        argv = ["cert", "create-node", "n", "--ca-dir", str(tmp_path / "pki"), "--out", str(out)]
+        assert main(argv) == 0
+        create_ca(tmp_path / "ca" / "deep")
+    finally:
+        os.umask(old_umask)
+    for directory in (existing / "a", existing / "a" / "b", existing / "a" / "b" / "c"):
+        assert mode(directory) == 0o700, directory
+    assert mode(existing) == 0o755  # a directory that already existed is left alone
+    assert mode(tmp_path / "ca") == mode(tmp_path / "ca" / "deep") == 0o700
+
+
+def test_messages_name_the_cli_option_and_quote_the_extra(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_ca(tmp_path)
+    assert main(["cert", "create-ca", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "refusing to overwrite" in err and "--force" in err and "force=True" not in err
+    with pytest.raises(ConfigurationError, match=r"force=True") as raised:
+        create_ca(tmp_path)
+    assert "--force" not in str(raised.value)
+    import casty.certs
+    import casty.cli
+
+    for module in (casty.certs, casty.cli):
+        source = Path(str(module.__file__)).read_text(encoding="utf-8")
+        assert "pip install casty[tls]" not in source
+        assert "pip install 'casty[tls]'" in source

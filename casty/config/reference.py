@@ -78,7 +78,7 @@ _TABLE_NOTES = {
     "(`ReplicationConfig`).",
     "mailbox": "User actors' mailboxes (`MailboxSettings`).",
     "supervision": "User actors' default supervision (`SupervisionSettings`).",
-    "metrics": "The Prometheus endpoint; needs `pip install casty[metrics]` (`MetricsSettings`).",
+    "metrics": "The Prometheus endpoint; needs `pip install 'casty[metrics]'` (`MetricsSettings`).",
 }
 
 

@@ -288,7 +288,7 @@ class SupervisionSettings:
 
 @dataclass(frozen=True, slots=True)
 class MetricsSettings:
-    """The Prometheus endpoint (needs ``pip install casty[metrics]``).
+    """The Prometheus endpoint (needs ``pip install 'casty[metrics]'``).
 
     Attributes:
         prometheus_port: serve ``system.metrics()`` for Prometheus on this port (0: a free
