@@ -153,7 +153,19 @@ class FrameTooLarge(TransportError):
 
 
 class HandshakeFailed(TransportError):
-    """The TLS or Casty handshake failed: untrusted peer, version, system name or incarnation."""
+    """The TLS or Casty handshake failed: untrusted peer, version, system name or incarnation.
+
+    Attributes:
+        permanent: the failure comes from configuration (an untrusted, expired or missing
+            certificate, a peer that is no Casty TLS listener, another system name...):
+            retrying fails the same way until a node's configuration changes. ``False`` for
+            failures a retry may not meet: the peer went silent or closed the connection
+            during the handshake (a node dying or shutting down looks the same).
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class SerializationError(CastyError):

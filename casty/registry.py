@@ -38,7 +38,7 @@ class BackendURL:
         port: TCP port, or ``None``.
         path: everything after the authority, without its leading ``/`` (so
             ``sqlite:////abs.db`` gives ``"/abs.db"`` and ``sqlite:///rel.db`` gives ``"rel.db"``).
-        query: query parameters; a repeated key keeps its last value.
+        query: query parameters (a repeated key is a `ConfigurationError`).
         raw: the original string.
     """
 
@@ -62,7 +62,8 @@ class BackendURL:
         """Parse ``url``; a bare word such as ``"msgpack"`` is a scheme with nothing else.
 
         Raises:
-            ConfigurationError: the port is not an integer, or the scheme is empty.
+            ConfigurationError: the port is not an integer, the scheme is empty, or a query
+                key is repeated.
         """
         if "://" not in url:
             scheme_part, rest = url, ""
@@ -93,9 +94,22 @@ class BackendURL:
             host=host,
             port=port,
             path=unquote(path),
-            query=dict(parse_qsl(parts.query, keep_blank_values=True)),
+            query=_query(scheme_part, parts.query),
             raw=url,
         )
+
+
+def _query(scheme: str, query: str) -> dict[str, str]:
+    """The query's parameters; a repeated key is refused rather than silently resolved.
+
+    The message names the scheme, not the URL, which may hold a password.
+    """
+    params: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name in params:
+            raise ConfigurationError(f"{scheme}:// URL repeats the query option {name!r}")
+        params[name] = value
+    return params
 
 
 class BackendRegistry(Generic[T]):

@@ -61,3 +61,9 @@ def test_runtime_registration_wins_and_is_type_checked() -> None:
 def test_coerce_refuses_other_types() -> None:
     with pytest.raises(TypeError, match="URL string"):
         journal_registry.coerce(42)  # type: ignore[arg-type]
+
+
+def test_a_repeated_query_key_is_refused_naming_it() -> None:
+    with pytest.raises(ConfigurationError, match="'table'"):
+        BackendURL.parse("sqlite:///j.db?table=a&x=1&table=b")
+    assert dict(BackendURL.parse("tcp://?a=1&b=").query) == {"a": "1", "b": ""}

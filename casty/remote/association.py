@@ -34,12 +34,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from typing import TYPE_CHECKING, Any, final
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, cast, final
 
 from casty.abc import Address, Connection
+from casty.actors.ask import PromiseRef
 from casty.actors.ref import ActorRef
 from casty.cluster.failure_detector import PhiAccrualFailureDetector
 from casty.errors import (
+    ActorStopped,
     ConnectFailed,
     DecodeError,
     EncodeError,
@@ -106,7 +109,7 @@ class Refusal(HandshakeFailed):
         transient: bool = False,
         reason: RemoteDeadLetterReason | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, permanent=not transient)
         self.transient = transient
         self.reason = reason
 
@@ -136,6 +139,7 @@ class Association:
         self.root = ActorAddress.of_node(system.name, address).root
         self.incarnation: int | None = None
         self.conn: Connection | None = None
+        self._frame_limit = 0  # the smaller of ours and the peer's, set with `conn`
         self.watching: dict[str, _Watch] = {}  # remote path -> its local watchers
         self.watched_by: dict[str, WatcherProxy] = {}  # local path -> the peer's proxy
         self.detector: PhiAccrualFailureDetector | None = None
@@ -176,10 +180,10 @@ class Association:
                 frame = self.system._envelopes.encode_one(path, message)
             except EncodeError:
                 frame = b""
-            if not frame or len(frame) > conn.max_frame_size:
+            if not frame or len(frame) > self._frame_limit:
                 # Encoding it again fails the same way, and drops it as a dead letter with the
                 # reason.
-                self._encode([FRAME_ENVELOPES, path, message], [], conn.max_frame_size)
+                self._encode([FRAME_ENVELOPES, path, message], [], self._frame_limit)
                 self._direct = True
                 return
             try:
@@ -278,7 +282,7 @@ class Association:
         )
         frames: list[tuple[bytes, list[Any]]] = []
         for chunk in chunks:
-            self._encode(chunk, frames, conn.max_frame_size)
+            self._encode(chunk, frames, self._frame_limit)
         for index, (frame, chunk) in enumerate(frames):
             try:
                 conn.send(frame)
@@ -380,16 +384,17 @@ class Association:
             del self.watching[subject.path]
             self.send_op(OP_UNWATCH, subject.path)
 
-    def ask_failed(self, path: str, reason: str, recipient: str) -> None:
-        """Tell the peer that a request carrying its ask reply ref ``path`` was dropped here for
-        ``reason`` on its way to ``recipient`` (`OP_ASK_FAILED`), so that the ask fails now.
+    def ask_failed(self, path: str, reason: str, what: str) -> None:
+        """Tell the peer that ``what`` (``"the request to <address>"`` carrying its ask reply
+        ref ``path``, or ``"the reply"`` to it) was dropped here for ``reason``
+        (`OP_ASK_FAILED`), so that the ask fails now.
 
         Skipped while the peer is not connected (a lost peer fails its asks by itself) and
         while its queue is full of messages (the notice would add to the overload): the ask
         then ends at its timeout.
         """
         if self.conn is not None and self._queued < self._capacity:
-            self.send_op(OP_ASK_FAILED, [path, str(reason), recipient])
+            self.send_op(OP_ASK_FAILED, [path, str(reason), what])
 
     def watched_actor_stopped(self, proxy: WatcherProxy) -> None:
         """A local actor the peer watches stopped: tell the peer, behind what it sent before."""
@@ -418,8 +423,8 @@ class Association:
         if op == OP_ASK_FAILED:
             if type(body) is not list or len(body) != 3 or set(map(type, body)) != {str}:
                 raise DecodeError(f"control operation {op} needs three strings, got {body!r}")
-            path, reason, recipient = body
-            self.system._peer_dropped_request(self, path, reason, recipient)
+            path, reason, what = body
+            self.system._peer_dropped_request(self, path, reason, what)
             return
         if type(body) is not str:
             raise DecodeError(f"control operation {op} needs an actor path, got {body!r}")
@@ -469,8 +474,28 @@ class Association:
     # ---- connections -------------------------------------------------------------------------
 
     def wants_connection(self) -> bool:
-        """Whether this node has work for the peer (so it keeps reconnecting)."""
-        return bool(len(self._out) > 1 or self.watching or self.watched_by or self._waiters)
+        """Whether this node has work for the peer (so it keeps reconnecting): queued messages,
+        watches, `associate` callers, or asks waiting for its reply."""
+        return bool(len(self._out) > 1 or self.watching or self.watched_by or self._waiters) or any(
+            True for _ in self._asks_in_flight()
+        )
+
+    def _asks_in_flight(self) -> Iterator[PromiseRef]:
+        """The asks whose request was sent to the peer and that wait for its reply.
+
+        A reply ref gets its ``/temp/`` address, and its entry in the system's table, when a
+        request carrying it is encoded: so these are the requests on the wire, not those still
+        queued (a scan, as it runs only when a connection ends or the peer is lost).
+        """
+        for promise in self.system._temp.values():
+            target = promise.target
+            if type(target) is RemoteActorRef and target._association is self:
+                yield promise
+
+    def _fail_asks_in_flight(self, why: str) -> None:
+        for promise in list(self._asks_in_flight()):
+            target = cast(ActorRef[Any], promise.target)
+            promise.fail(ActorStopped(f"no reply from {target.address} can come: {why}"))
 
     def ensure_connector(self) -> None:
         """Start the connector task unless it runs, or remoting is not serving."""
@@ -523,7 +548,7 @@ class Association:
                 self._unreachable_since()
                 self._dialing = True
                 try:
-                    conn, incarnation = await system._dial(self.address)
+                    conn, answer = await system._dial(self.address)
                 except (ConnectFailed, HandshakeFailed) as exc:
                     error: Exception = exc
                     if isinstance(exc, HandshakeFailed):
@@ -534,7 +559,13 @@ class Association:
                     self._dialing = False
                     attempt = 0
                     try:
-                        if self.admit(conn, incarnation, initiated=True) is None:
+                        admitted = self.admit(
+                            conn,
+                            answer.incarnation,
+                            initiated=True,
+                            frame_limit=answer.max_frame_size,
+                        )
+                        if admitted is None:
                             await self.run(conn)
                     finally:
                         await conn.aclose()
@@ -580,11 +611,18 @@ class Association:
             return
         log.warning("handshake with %s failed: %s", self.root, exc)
         self._settle_waiters(exc)
-        if isinstance(exc, Refusal) and exc.reason is not None:
-            self._drop_queue(exc.reason)
+        if exc.permanent:
+            # Retrying continues (a certificate may be rotated), but nothing queued now should
+            # wait for a configuration change.
+            reason = exc.reason if isinstance(exc, Refusal) else None
+            self._drop_queue(reason or RemoteDeadLetterReason.HANDSHAKE_FAILED)
 
-    def admit(self, conn: Connection, incarnation: int, *, initiated: bool) -> str | None:
+    def admit(
+        self, conn: Connection, incarnation: int, *, initiated: bool, frame_limit: int
+    ) -> str | None:
         """Make ``conn`` (handshake done) the peer's connection, or say why not.
+
+        ``frame_limit`` is the largest frame (bytes) the peer accepts, from its handshake.
 
         Returns ``None`` when attached, else the reason the other connection is kept (the
         simultaneous-connect tie-break, see the module docstring).
@@ -603,11 +641,12 @@ class Association:
             return "simultaneous connect: keeping the connection opened by the lower address"
         if self.incarnation is not None and self.incarnation != incarnation:
             self._peer_restarted(self.incarnation)
-        self._attach(conn, incarnation, initiated)
+        self._attach(conn, incarnation, initiated, min(frame_limit, conn.max_frame_size))
         return None
 
-    def _attach(self, conn: Connection, incarnation: int, initiated: bool) -> None:
+    def _attach(self, conn: Connection, incarnation: int, initiated: bool, limit: int) -> None:
         self.conn = conn
+        self._frame_limit = limit
         self.incarnation = incarnation
         self._initiated = initiated
         self._down_since = None
@@ -644,6 +683,7 @@ class Association:
     def _peer_restarted(self, old: int) -> None:
         log.info("%s restarted (incarnation %d replaced)", self.root, old)
         self.system._quarantined.add((self.address, old))
+        self._fail_asks_in_flight(f"the node restarted (incarnation {old} replaced)")
         self._forget_watches()
         self.system.publish(PeerLost(self.address, old, "peer restarted", True))
 
@@ -717,6 +757,7 @@ class Association:
             self._replace()
         self._down_since = None
         self._drop_queue(reason)
+        self._fail_asks_in_flight(f"the node is lost ({reason}): {detail}")
         self._settle_waiters(ConnectFailed(f"{self.root} is lost: {detail}"))
         self._forget_watches()
         connector = self._connector

@@ -70,8 +70,9 @@ __all__ = [
 ]
 
 #: The remoting protocol version; nodes of different versions refuse each other.
-#: 2: `OP_ASK_FAILED`. 3: refs to the sender's own actors travel as their paths.
-PROTOCOL_VERSION: Final = 3
+#: 2: `OP_ASK_FAILED`. 3: refs to the sender's own actors travel as their paths. 4: HELLO and
+#: ACCEPT carry the sender's frame limit.
+PROTOCOL_VERSION: Final = 4
 MAGIC: Final = "casty"
 
 FRAME_HELLO: Final = 0
@@ -106,7 +107,11 @@ _ENVELOPE_TYPES: Final = frozenset({str, int})
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    """The initiator's first frame: who it is and whom it meant to reach."""
+    """The initiator's first frame: who it is and whom it meant to reach.
+
+    ``max_frame_size`` is the largest frame, in bytes, the initiator accepts: the acceptor
+    sends nothing larger (a larger message is its dead letter, not a dropped connection).
+    """
 
     system: str
     host: str
@@ -115,16 +120,19 @@ class Hello:
     to_host: str
     to_port: int
     serializer: str
+    max_frame_size: int
 
 
 @dataclass(frozen=True, slots=True)
 class Accept:
-    """The acceptor's answer to a good `Hello`: who it is."""
+    """The acceptor's answer to a good `Hello`: who it is, and the largest frame (bytes) it
+    accepts."""
 
     system: str
     host: str
     port: int
     incarnation: int
+    max_frame_size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +174,7 @@ def encode_handshake(message: Handshake) -> bytes:
                 message.to_host,
                 message.to_port,
                 message.serializer,
+                message.max_frame_size,
             ]
         )
         return frame
@@ -178,6 +187,7 @@ def encode_handshake(message: Handshake) -> bytes:
                 message.host,
                 message.port,
                 message.incarnation,
+                message.max_frame_size,
             ]
         )
         return frame
@@ -186,8 +196,8 @@ def encode_handshake(message: Handshake) -> bytes:
 
 
 _HANDSHAKE_FIELDS: Final = {
-    FRAME_HELLO: (Hello, (str, str, int, int, str, int, str)),
-    FRAME_ACCEPT: (Accept, (str, str, int, int)),
+    FRAME_HELLO: (Hello, (str, str, int, int, str, int, str, int)),
+    FRAME_ACCEPT: (Accept, (str, str, int, int, int)),
     FRAME_REFUSE: (Refuse, (str,)),
 }
 
@@ -214,7 +224,8 @@ def decode_handshake(frame: bytes) -> Handshake:
             return Refuse(fields[0])
         raise HandshakeFailed(
             f"protocol version mismatch: peer speaks {version!r}, "
-            f"this node speaks {PROTOCOL_VERSION}"
+            f"this node speaks {PROTOCOL_VERSION}",
+            permanent=True,
         )
     cls, types = shape
     if len(fields) != len(types) or any(

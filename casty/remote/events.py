@@ -32,6 +32,11 @@ class RemoteDeadLetterReason(StrEnum):
     """Queued for a peer incarnation that was quarantined (declared lost or downed)."""
     HANDSHAKE_REFUSED = "handshake refused"
     """Queued for a peer that refused this node's handshake (system name, version...)."""
+    HANDSHAKE_FAILED = "handshake failed"
+    """Queued for a peer whose TLS or Casty handshake failed for good without a Casty refusal
+    (`HandshakeFailed.permanent`): an untrusted, expired or missing certificate, a peer that
+    is no Casty TLS listener, or garbage instead of an answer. A failure a retry may not meet
+    (silence, a connection closed mid-handshake) keeps the queue until ``failure_timeout``."""
     CANNOT_ENCODE = "cannot encode"
     """The serializer has no wire form for the message."""
     MESSAGE_TOO_LARGE = "message too large"

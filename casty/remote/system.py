@@ -68,6 +68,7 @@ _ASK_FAILURES: Final[dict[str, type[CastyError]]] = {
     DeadLetterReason.STASH_OVERFLOW: StashOverflow,
     RemoteDeadLetterReason.OUTBOUND_QUEUE_FULL: MailboxFull,
     RemoteDeadLetterReason.HANDSHAKE_REFUSED: HandshakeFailed,
+    RemoteDeadLetterReason.HANDSHAKE_FAILED: HandshakeFailed,
     RemoteDeadLetterReason.CANNOT_ENCODE: EncodeError,
     RemoteDeadLetterReason.MESSAGE_TOO_LARGE: FrameTooLarge,
 }
@@ -295,7 +296,8 @@ class RemoteActorSystem(ActorSystem):
             ConnectFailed: no connection within ``timeout``, the peer was declared lost, or
                 (``fail_fast``) an attempt failed; the message says which.
             ResourceClosed: the system is not started or is shutting down.
-            ConfigurationError: a malformed ``node`` or ``timeout``.
+            ConfigurationError: a malformed ``node`` or ``timeout``, or a ``casty://`` address
+                of another system.
 
         Cancelling the caller stops waiting; the connection attempt goes on in the background
         only while there is other work for the peer.
@@ -429,9 +431,14 @@ class RemoteActorSystem(ActorSystem):
             return node
         if isinstance(node, str):
             if node.startswith(SCHEME):
-                parsed = ActorAddress.parse(node).node
-                if parsed is not None:
-                    return parsed
+                address = ActorAddress.parse(node)
+                if address.system != self.name:
+                    # A node of another system would refuse the handshake anyway.
+                    raise ConfigurationError(
+                        f"{node!r} is a node of system {address.system!r}, not {self.name!r}"
+                    )
+                if address.node is not None:
+                    return address.node
             else:
                 try:
                     return Address.parse(node)
@@ -494,7 +501,8 @@ class RemoteActorSystem(ActorSystem):
         A local ask's promise among the message's top-level fields fails here when remoting
         dropped the request (its reasons name the error precisely); an ask of another node
         (a ``/temp/`` ref of a peer) is told with `OP_ASK_FAILED` (`Association.ask_failed`),
-        whatever dropped the request on this node.
+        whatever dropped the request on this node. So is a peer's ask whose reply remoting
+        dropped here (no wire form, over the frame limit).
         """
         if reason not in _NOT_A_REQUEST:
             for value in request_fields(message):
@@ -503,17 +511,25 @@ class RemoteActorSystem(ActorSystem):
                         text = f"the request to {recipient.address} was dropped: {reason}"
                         value.fail(_ask_failure(reason, text))
                 elif type(value) is RemoteActorRef and value.path.startswith("/temp/"):
-                    value._association.ask_failed(value.path, reason, recipient.address)
+                    value._association.ask_failed(
+                        value.path, reason, f"the request to {recipient.address}"
+                    )
+            if (
+                type(recipient) is RemoteActorRef
+                and type(reason) is RemoteDeadLetterReason
+                and recipient.path.startswith("/temp/")
+            ):
+                recipient._association.ask_failed(recipient.path, reason, "the reply")
         super()._dead_letter(message, recipient, reason)
 
     def _peer_dropped_request(
-        self, association: Association, path: str, reason: str, recipient: str
+        self, association: Association, path: str, reason: str, what: str
     ) -> None:
-        """A peer dropped a request whose reply ref is our ``path``: fail that ask now."""
+        """A peer dropped ``what`` (a request whose reply ref is our ``path``, or the reply):
+        fail that ask now."""
         promise = self._temp.get(path)
         if promise is not None:
-            text = f"{association.root} dropped the request to {recipient}: {reason}"
-            promise.fail(_ask_failure(reason, text))
+            promise.fail(_ask_failure(reason, f"{association.root} dropped {what}: {reason}"))
 
     # ---- inbound frames -----------------------------------------------------------------------
 
@@ -614,6 +630,11 @@ class RemoteActorSystem(ActorSystem):
 
     def _undecodable(self, association: Association, path: str, message: Undecodable) -> None:
         log.warning("undecodable message from %s to %s: %s", association.root, path, message.reason)
+        promise = self._temp.get(path)
+        if promise is not None:  # the reply to an ask: end the ask with the reason
+            promise.fail(
+                DecodeError(f"the reply from {association.root} is undecodable: {message.reason}")
+            )
         self._dead_letter(
             message.payload,
             self._local_ref(path, None),
@@ -622,10 +643,10 @@ class RemoteActorSystem(ActorSystem):
 
     # ---- handshake ----------------------------------------------------------------------------
 
-    async def _dial(self, address: Address) -> tuple[Connection, int]:
+    async def _dial(self, address: Address) -> tuple[Connection, Accept]:
         """Connect to ``address`` and run the initiator's side of the handshake.
 
-        Returns the connection and the peer's incarnation.
+        Returns the connection and the peer's answer (its incarnation and frame limit).
 
         Raises:
             ConnectFailed: no connection.
@@ -643,6 +664,7 @@ class RemoteActorSystem(ActorSystem):
                         address.host,
                         address.port,
                         self._serializer.name,
+                        conn.max_frame_size,
                     )
                 )
             )
@@ -657,16 +679,19 @@ class RemoteActorSystem(ActorSystem):
                 ) from None
             except (ConnectionBroken, FrameTooLarge) as exc:
                 raise HandshakeFailed(
-                    f"{address} closed the connection during the handshake: {exc}"
+                    f"{address} closed the connection during the handshake: {exc} (a node "
+                    "stopping, or one using TLS, which closes a peer speaking plain TCP)"
                 ) from exc
             except DecodeError as exc:
                 raise HandshakeFailed(
-                    f"{address} answered the handshake with garbage: {exc}"
+                    f"{address} answered the handshake with garbage: {exc}", permanent=True
                 ) from exc
             if isinstance(answer, Refuse):
                 raise self._refusal(address, answer.reason)
             if not isinstance(answer, Accept):
-                raise HandshakeFailed(f"{address} answered the handshake with a HELLO")
+                raise HandshakeFailed(
+                    f"{address} answered the handshake with a HELLO", permanent=True
+                )
             if answer.system != self.name:
                 raise Refusal(
                     f"{address} is system {answer.system!r}, not {self.name!r}",
@@ -682,10 +707,15 @@ class RemoteActorSystem(ActorSystem):
                     f"incarnation {answer.incarnation} of {address} is quarantined",
                     reason=RemoteDeadLetterReason.PEER_QUARANTINED,
                 )
+            if answer.max_frame_size < 1:
+                raise HandshakeFailed(
+                    f"{address} announced a frame limit of {answer.max_frame_size} bytes",
+                    permanent=True,
+                )
         except BaseException:
             await conn.aclose()
             raise
-        return conn, answer.incarnation
+        return conn, answer
 
     @staticmethod
     def _refusal(address: Address, reason: str) -> Refusal:
@@ -728,12 +758,16 @@ class RemoteActorSystem(ActorSystem):
             self._refuse(conn, problem)
             return
         association = self._association(Address(hello.host, hello.port))
-        conflict = association.admit(conn, hello.incarnation, initiated=False)
+        conflict = association.admit(
+            conn, hello.incarnation, initiated=False, frame_limit=hello.max_frame_size
+        )
         if conflict is not None:
             log.debug("superseded a connection from %s: %s", association.root, conflict)
             self._answer(conn, Refuse(conflict))
             return
-        self._answer(conn, Accept(self.name, self._node.host, self._node.port, self._incarnation))
+        node = self._node
+        accept = Accept(self.name, node.host, node.port, self._incarnation, conn.max_frame_size)
+        self._answer(conn, accept)
         await association.run(conn)
 
     def _check_hello(self, hello: Hello) -> str | None:
@@ -755,6 +789,8 @@ class RemoteActorSystem(ActorSystem):
             return f"the peer meant to reach {meant}, but this node is {self._node}"
         if (Address(hello.host, hello.port), hello.incarnation) in self._quarantined:
             return f"incarnation {hello.incarnation} of {hello.host}:{hello.port} is quarantined"
+        if hello.max_frame_size < 1:
+            return f"the connecting node announced a frame limit of {hello.max_frame_size} bytes"
         return None
 
     def _refuse(self, conn: Connection, reason: str) -> None:

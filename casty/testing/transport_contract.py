@@ -668,7 +668,6 @@ class TransportContract:
 
     # ---- backpressure ------------------------------------------------------------------------
 
-    @pytest.mark.slow
     async def test_drain_applies_backpressure_until_the_peer_reads(
         self, transport_factory: TransportFactory, listen_address: Address
     ) -> None:

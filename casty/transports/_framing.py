@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import struct
 from abc import abstractmethod
 from collections.abc import Callable, Coroutine, Mapping
@@ -54,13 +55,17 @@ def check_frame_limit(max_frame_size: int) -> int:
 
 
 def check_positive(name: str, value: float) -> Any:
-    """Return ``value`` when it is a positive number.
+    """Return ``value`` when it is a finite positive number (NaN and infinity are refused).
 
     Raises:
         ConfigurationError: otherwise.
     """
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value < math.inf  # NaN fails both comparisons
+    ):
+        raise ConfigurationError(f"{name} must be a finite positive number, got {value!r}")
     return value
 
 
@@ -69,6 +74,12 @@ def url_address(url: BackendURL) -> Address | None:
     if not url.host and url.port is None:
         return None
     return Address(url.host, url.port or 0)
+
+
+def _tls_hint(header: int) -> str:
+    """A hint when a frame header is the start of a TLS record (handshake or alert)."""
+    looks_like_tls = header >> 24 in (0x15, 0x16) and (header >> 16) & 0xFF == 0x03
+    return " (is the peer using TLS?)" if looks_like_tls else ""
 
 
 class FrameParser:
@@ -129,6 +140,7 @@ class FrameParser:
                 self.salvage = frames
                 raise FrameTooLarge(
                     f"peer announced a {size}-byte frame; the limit is {limit} bytes"
+                    + _tls_hint(size)
                 )
             stop = pos + HEADER_SIZE + size
             if stop > end:
@@ -306,6 +318,19 @@ class FramedConnection(Connection):
         # A fresh exception per call keeps tracebacks from chaining across calls.
         raise type(error)(str(error)) from error.__cause__ or error
 
+    def _is_own_error(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the error this connection failed with (or a copy raised by a
+        receive method, see `_raise_if_failed`)."""
+        error = self._error
+        if error is None:
+            return False
+        if exc is error:
+            return True
+        return type(exc) is type(error) and (
+            exc.__cause__ is error
+            or (error.__cause__ is not None and exc.__cause__ is error.__cause__)
+        )
+
     async def receive_many(self) -> list[bytes]:
         while True:
             if self._head < len(self._inbox):
@@ -449,6 +474,11 @@ class TaskListener(Listener):
         self._resources.add(connection)
         try:
             await self._handler(connection)
+        except TransportError as exc:
+            if not connection._is_own_error(exc):
+                logger.exception("connection handler for %s failed", connection.remote_address)
+            else:  # the connection broke (``async for`` re-raises it); the transport logged why
+                logger.debug("connection handler for %s ended: %s", connection.remote_address, exc)
         except Exception:
             # The handler owns its errors; one failing peer must not stop the listener.
             logger.exception("connection handler for %s failed", connection.remote_address)

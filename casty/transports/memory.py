@@ -9,6 +9,7 @@ faults between named hosts on command.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import weakref
 from collections import deque
@@ -291,7 +292,7 @@ class MemoryNetwork:
     - `delay` holds frames back by a number of seconds, keeping each connection's order;
     - `drop` loses each frame with a probability (seeded: ``MemoryNetwork(seed=...)``);
     - `sever` resets every live connection between two hosts at once;
-    - `heal` removes partitions, delays and drops (all of them, or between two hosts).
+    - `heal` removes partitions, delays and drops (all of them, a host's, or between two hosts).
 
     Instances with the same name are shared through `named` (what ``memory://name`` uses);
     a network lives as long as a transport or test holds it.
@@ -342,10 +343,10 @@ class MemoryNetwork:
         """Delay frames from ``a`` to ``b`` (and back, unless ``oneway``) by ``seconds``.
 
         Raises:
-            ConfigurationError: ``seconds`` is negative.
+            ConfigurationError: ``seconds`` is negative, NaN or infinite.
         """
-        if seconds < 0:
-            raise ConfigurationError(f"delay must be >= 0 seconds, got {seconds}")
+        if not 0 <= seconds < math.inf:  # NaN fails both comparisons
+            raise ConfigurationError(f"delay must be >= 0 seconds and finite, got {seconds}")
         for link in self._links(a, b, oneway):
             self._delays[link] = seconds
 
@@ -361,13 +362,29 @@ class MemoryNetwork:
             self._drops[link] = probability
 
     def heal(self, a: Host | None = None, b: Host | None = None) -> None:
-        """Remove every partition, delay and drop rule, or only those between ``a`` and ``b``."""
-        if a is None or b is None:
+        """Remove partition, delay and drop rules.
+
+        ``heal()`` removes every rule; ``heal(a)`` only the rules of ``a``'s links (those
+        from or to ``a``), leaving the rest of the network as it is; ``heal(a, b)`` only the
+        rules between ``a`` and ``b``, both directions.
+        """
+        given = [_host(host) for host in (a, b) if host is not None]
+        if not given:
             self._blocked.clear()
             self._delays.clear()
             self._drops.clear()
             return
-        for link in self._links(a, b, oneway=False):
+        if len(given) == 2:
+            links = set(self._links(given[0], given[1], oneway=False))
+        else:
+            host = given[0]
+            links = {
+                link
+                for rules in (self._blocked, self._delays, self._drops)
+                for link in rules
+                if host in link
+            }
+        for link in links:
             self._blocked.discard(link)
             self._delays.pop(link, None)
             self._drops.pop(link, None)

@@ -6,9 +6,11 @@ import asyncio
 import logging
 import os
 import ssl
+import time
 from pathlib import Path
 from typing import Any, Final, Self, cast, final
 
+from casty._calm_log import CalmLog
 from casty.abc import Address, Connection, ConnectionHandler, Listener, Transport
 from casty.errors import ConfigurationError, HandshakeFailed
 from casty.registry import BackendURL
@@ -30,6 +32,9 @@ from casty.transports.tcp import (
 __all__ = ["TLSTransport"]
 
 logger = logging.getLogger("casty.transports")
+
+#: Seconds between two log lines about refused peers of the same kind (probes, scans).
+REFUSAL_LOG_INTERVAL: Final = 10.0
 
 #: What a listener sends first after a successful handshake: an empty frame. In TLS 1.3 the
 #: client's handshake completes before the server has checked the client certificate, so
@@ -100,6 +105,14 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, ConnectionResetError) and not str(exc):
         return "connection reset by peer"
     return str(exc) or type(exc).__name__
+
+
+def _refused_by_tls(exc: BaseException | None) -> bool:
+    """Whether a handshake failure is TLS refusing a peer (a certificate check, an alert), not
+    a connection lost or cut short, which a node stopping mid-handshake causes as well."""
+    return isinstance(exc, ssl.SSLError) and not isinstance(
+        exc, ssl.SSLEOFError | ssl.SSLZeroReturnError | ssl.SSLSyscallError
+    )
 
 
 class _Credentials:
@@ -187,7 +200,8 @@ class _ClientConnection(StreamConnection):
             marker, data = self._prefix[:HEADER_SIZE], self._prefix[HEADER_SIZE:]
             self._prefix = b""
             if marker != ACCEPTED:
-                self.accepted.set_result(HandshakeFailed("peer is not a Casty TLS listener"))
+                refusal = HandshakeFailed("peer is not a Casty TLS listener", permanent=True)
+                self.accepted.set_result(refusal)
                 self.abort()
                 return
             self.accepted.set_result(None)
@@ -201,7 +215,11 @@ class _ClientConnection(StreamConnection):
                 f"peer refused the connection: {describe(exc)}"
                 if exc is not None
                 else "peer closed the connection before accepting it "
-                "(does it trust this node's certificate?)"
+                "(does it trust this node's certificate?)",
+                # Our TLS handshake is done, and a listener refusing our certificate closes
+                # without an alert (asyncio aborts). A listener stopping in that one round trip
+                # looks the same: rare, and its queued messages are then dropped early.
+                permanent=exc is None or _refused_by_tls(exc),
             )
             error.__cause__ = exc
             self.accepted.set_result(error)
@@ -222,7 +240,9 @@ class TLSTransport(Transport):
 
     On the listening side a peer whose handshake fails (untrusted or expired certificate, no
     client certificate, plain TCP, silence past ``handshake_timeout``) is logged on the
-    ``casty.transports`` logger and dropped; it never reaches the handler. After the handshake
+    ``casty.transports`` logger and dropped; it never reaches the handler. Refusals are logged
+    calmly: one line per reason every 10 s at most, ending with the count held back (TCP health
+    probes and port scans would otherwise log a line each). After the handshake
     the listener sends one empty frame, which `connect` consumes: this is how a client refused
     by the server learns it from `connect` (`HandshakeFailed`) under TLS 1.3.
 
@@ -274,6 +294,9 @@ class TLSTransport(Transport):
         self.handshake_timeout = check_positive("handshake_timeout", handshake_timeout)
         self.default_address = default_address
         self.check_hostname = check_hostname
+        # Refused peers (TCP health probes, port scans, bad certificates): one line per kind
+        # of failure per interval, as remoting logs connections that never handshake.
+        self._refusals = CalmLog(logger, time.monotonic, REFUSAL_LOG_INTERVAL)
         self._credentials: _Credentials | None = None
         self._fixed: tuple[ssl.SSLContext, ssl.SSLContext] | None = None
         if server_context is not None or client_context is not None:
@@ -366,7 +389,8 @@ class TLSTransport(Transport):
             if upgraded is None:
                 raise ConnectionResetError("peer left during the handshake")
         except (OSError, ConfigurationError) as exc:  # ssl.SSLError, resets, handshake timeout
-            logger.warning("refused TLS peer %s: %s", peer, describe(exc))
+            reason = describe(exc)
+            self._refusals.warning(reason, "refused TLS peer %s: %s", peer, reason)
             raw.abort()
             return
         finally:
@@ -417,7 +441,9 @@ class TLSTransport(Transport):
             connection.abort()
             raw.abort()
             reason = "timed out" if isinstance(exc, TimeoutError) else describe(exc)
-            raise HandshakeFailed(f"TLS handshake with {address} failed: {reason}") from exc
+            raise HandshakeFailed(
+                f"TLS handshake with {address} failed: {reason}", permanent=_refused_by_tls(exc)
+            ) from exc
         except asyncio.CancelledError:
             connection.abort()
             raw.abort()

@@ -116,6 +116,10 @@ class Recorder:
         return [m for m in self.messages if isinstance(m, kind)]
 
 
+#: The ``dead_letters`` fixture: subscribe a `Recorder` to a system's dead letters.
+DeadLetters = Callable[[ActorSystem], Recorder]
+
+
 class Watcher:
     """An actor that watches the refs it is told (as `Watch`) and records `Terminated`."""
 

@@ -8,17 +8,22 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from remote_support import FAST, WAIT, Echo, MakeSystem, Num, Recorder
+from remote_support import FAST, WAIT, Blob, Echo, MakeSystem, Num, Recorder, Secret
 
-from casty.actors import ActorRef, Behaviors
+from casty.actors import ActorContext, ActorRef, Behavior, Behaviors
 from casty.errors import (
     ActorStopped,
     CastyError,
+    DecodeError,
     EncodeError,
+    FrameTooLarge,
     MailboxFull,
     UnhandledMessage,
 )
 from casty.remote import RemoteActorSystem
+from casty.serializers import MsgpackSerializer
+from casty.testing import FakeNetwork
+from casty.transports import TCPTransport
 
 #: An ask timeout no test may reach: a request that is dropped must fail the ask long before.
 NEVER = 60.0
@@ -117,3 +122,84 @@ async def test_a_dropped_reply_does_not_fail_another_ask(make_system: MakeSystem
     assert not waiting.done()
     with pytest.raises(CastyError, match="no reply"):
         await waiting
+
+
+async def asked_and_delivered(a: RemoteActorSystem, b: RemoteActorSystem) -> asyncio.Future[object]:
+    """An ask from ``a`` whose request reached a silent actor on ``b``: it waits for a reply."""
+    sink = Recorder(b, "silent")
+    waiting = asyncio.ensure_future(
+        a.ask(a.resolve(sink.ref.address), lambda r: Echo("hold", r), timeout=NEVER)
+    )
+    await sink.wait_count(1)
+    return waiting
+
+
+async def failure_within_wait(waiting: asyncio.Future[object]) -> CastyError:
+    with pytest.raises(CastyError) as info:
+        async with asyncio.timeout(WAIT):
+            await waiting
+    return info.value
+
+
+async def test_an_ask_in_flight_fails_when_its_peer_shuts_down(make_system: MakeSystem) -> None:
+    a, b = await make_system(), await make_system()
+    waiting = await asked_and_delivered(a, b)
+    await b.shutdown()
+    error = await failure_within_wait(waiting)
+    assert isinstance(error, ActorStopped) and "peer shut down" in str(error)
+
+
+async def test_an_ask_in_flight_fails_when_its_peer_is_lost(make_system: MakeSystem) -> None:
+    # Nothing watches the peer: the ask alone makes the node reconnect, then give up on it.
+    network = FakeNetwork()
+    a = await make_system(host="node-a", transport=network.transport("node-a"))
+    b = await make_system(host="node-b", transport=network.transport("node-b"))
+    waiting = await asked_and_delivered(a, b)
+    network.partition("node-a", "node-b")
+    network.sever("node-a", "node-b")
+    error = await failure_within_wait(waiting)
+    assert isinstance(error, ActorStopped) and "peer unreachable" in str(error)
+
+
+async def test_an_ask_in_flight_fails_when_its_peer_restarts(make_system: MakeSystem) -> None:
+    network = FakeNetwork()
+    a = await make_system(host="node-a", transport=network.transport("node-a"))
+    b = await make_system(host="node-b", transport=network.transport("node-b"))
+    waiting = await asked_and_delivered(a, b)
+    port = b.node_address.port
+    network.partition("node-b", "node-a", oneway=True)  # B's goodbye never reaches A
+    await b.shutdown()
+    network.heal()
+    await make_system(host="node-b", port=port, transport=network.transport("node-b"))
+    error = await failure_within_wait(waiting)
+    assert isinstance(error, ActorStopped) and "restarted" in str(error)
+
+
+def replying_with(reply: object) -> Behavior[Any]:
+    def receive(ctx: ActorContext[Any], msg: Any) -> Behavior[Any]:
+        msg.reply_to.tell(reply)
+        return Behaviors.same()
+
+    return Behaviors.receive(receive)
+
+
+@pytest.mark.parametrize(
+    ("reply", "error_type", "words"),
+    [
+        (object(), EncodeError, "dropped the reply: cannot encode"),
+        (Blob(b"x" * 100_000), FrameTooLarge, "dropped the reply: message too large"),
+        (Secret("unknown to the asker"), DecodeError, "reply from"),
+    ],
+    ids=["no wire form", "over the frame limit", "undecodable by the asker"],
+)
+async def test_a_reply_that_cannot_reach_the_asker_fails_the_ask(
+    make_system: MakeSystem, reply: object, error_type: type[CastyError], words: str
+) -> None:
+    strict = MsgpackSerializer(strict=True)  # knows nothing of Secret
+    strict.register(Echo)
+    strict.register(Blob)
+    a = await make_system(serializer=strict, transport=TCPTransport(max_frame_size=64 * 1024))
+    b = await make_system(transport=TCPTransport(max_frame_size=64 * 1024))
+    replier = b.spawn(replying_with(reply), "replier")
+    error = await failure_of(a, a.resolve(replier.address), lambda r: Echo("?", r))
+    assert isinstance(error, error_type) and words in str(error)

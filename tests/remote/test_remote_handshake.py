@@ -13,10 +13,10 @@ from dataclasses import replace
 
 import msgpack
 import pytest
-from remote_support import FAST, MakeSystem, Num, Pki, Recorder
+from remote_support import FAST, DeadLetters, Echo, MakeSystem, Num, Pki, Recorder, echo_behavior
 
-from casty.errors import ConnectFailed, HandshakeFailed
-from casty.remote import PROTOCOL_VERSION, RemoteActorSystem
+from casty.errors import ConfigurationError, ConnectFailed, HandshakeFailed
+from casty.remote import PROTOCOL_VERSION, RemoteActorSystem, RemoteDeadLetterReason
 from casty.remote.envelope import Accept, Hello, Refuse, decode_handshake, encode_handshake
 from casty.testing import wait_until
 
@@ -49,7 +49,9 @@ class RawPeer:
                 pass
 
     async def handshake(self, node: RemoteActorSystem) -> Accept:
-        hello = Hello("t", "127.0.0.1", 1, 77, "127.0.0.1", node.node_address.port, "msgpack")
+        hello = Hello(
+            "t", "127.0.0.1", 1, 77, "127.0.0.1", node.node_address.port, "msgpack", 1 << 20
+        )
         self.writer.write(framed(encode_handshake(hello)))
         answer = decode_handshake(await self.read_frame())
         assert isinstance(answer, Accept), answer
@@ -152,7 +154,7 @@ async def test_a_node_that_never_answers_fails_the_handshake(make_system: MakeSy
 
 async def test_a_node_refuses_a_hello_meant_for_another_address(make_system: MakeSystem) -> None:
     b = await make_system()
-    hello = Hello("t", "127.0.0.1", 1, 7, "10.9.8.7", b.node_address.port, "msgpack")
+    hello = Hello("t", "127.0.0.1", 1, 7, "10.9.8.7", b.node_address.port, "msgpack", 1 << 20)
     async with raw_peer(b) as peer:
         peer.writer.write(framed(encode_handshake(hello)))
         answer = decode_handshake(await peer.read_frame())
@@ -168,6 +170,8 @@ async def test_a_plain_tcp_peer_is_refused_by_a_tls_node(
         with pytest.raises((HandshakeFailed, ConnectFailed)):
             await a.associate(b.node_address, timeout=1.5)
         await wait_until(lambda: "casty.transports" in {r.name for r in caplog.records})
+    # The dialling side cannot tell a TLS node from a stopping one; its log line names both.
+    assert any("using TLS" in record.getMessage() for record in caplog.records)
 
 
 async def test_a_node_with_a_foreign_certificate_is_refused(
@@ -177,6 +181,33 @@ async def test_a_node_with_a_foreign_certificate_is_refused(
     b = await make_system(transport=pki.transport(pki.node_b))
     with pytest.raises(HandshakeFailed):
         await a.associate(b.node_address, timeout=1.5)
+
+
+@pytest.mark.parametrize("refused_by", ["the dialling node", "the listening node"])
+async def test_asks_and_tells_to_a_node_whose_tls_refuses_us_end_at_once(
+    make_system: MakeSystem,
+    pki: Pki,
+    dead_letters: DeadLetters,
+    refused_by: str,
+) -> None:
+    # The dialler's own CA does not trust the listener, or the listener's CA not the dialler.
+    trusted = pki.foreign_ca if refused_by == "the dialling node" else pki.ca
+    transport = pki.transport(pki.foreign, trusted)
+    # A long failure_timeout: before the fix the ask ended only when the peer was declared lost.
+    a = await make_system(transport=transport, settings=replace(FAST, failure_timeout=30.0))
+    b = await make_system(transport=pki.transport(pki.node_b))
+    b.spawn(echo_behavior(), "echo")
+    dropped = dead_letters(a)
+    echo = a.resolve(b.address + "/user/echo")
+    echo.tell(Num(1))
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(HandshakeFailed, match="handshake failed"):
+        await a.ask(echo, lambda r: Echo("hello", r), timeout=30.0)
+    assert asyncio.get_running_loop().time() - started < 15.0  # neither timeout
+    await dropped.wait_count(2)
+    assert [(d.message, d.reason) for d in dropped.messages][:1] == [
+        (Num(1), RemoteDeadLetterReason.HANDSHAKE_FAILED)
+    ]
 
 
 async def test_misbehaving_peers_are_dropped_while_a_healthy_peer_keeps_flowing(
@@ -244,3 +275,10 @@ async def test_misbehaving_peers_are_dropped_while_a_healthy_peer_keeps_flowing(
     assert "unknown control operation 77" in log
     assert "malformed envelope frame" in log
     assert a.remote_statistics().peers[0].connected
+
+
+async def test_associate_refuses_a_node_address_of_another_system(make_system: MakeSystem) -> None:
+    a = await make_system()
+    with pytest.raises(ConfigurationError, match="a node of system 'other', not 't'"):
+        await a.associate("casty://other@127.0.0.1:1", timeout=1.0)
+    assert a.remote_statistics().peers == ()  # nothing dialled

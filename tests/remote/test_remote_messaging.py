@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 from remote_support import (
     WAIT,
     Blob,
+    DeadLetters,
     Echo,
     Forward,
     MakeSystem,
@@ -26,13 +26,12 @@ from remote_support import (
 
 from casty.actors import (
     ActorContext,
-    ActorSystem,
     Behavior,
     Behaviors,
     DeadLetterReason,
     SupervisorStrategy,
 )
-from casty.errors import AskTimeout, ConfigurationError, ResourceClosed
+from casty.errors import AskTimeout, ConfigurationError, FrameTooLarge, ResourceClosed
 from casty.remote import (
     RemoteActorRef,
     RemoteActorSystem,
@@ -43,8 +42,6 @@ from casty.remote.envelope import FRAME_ENVELOPES, Hello, encode_handshake
 from casty.serializers import MsgpackSerializer
 from casty.testing import FakeNetwork, wait_until
 from casty.transports import TCPTransport
-
-DeadLetters = Callable[[ActorSystem], Recorder]
 
 
 async def test_address_reflects_the_bound_port(make_system: MakeSystem) -> None:
@@ -261,6 +258,29 @@ async def test_message_over_the_frame_limit_is_a_dead_letter(
     assert len(await sink.wait_count(200)) == 200
 
 
+async def test_a_message_over_the_peers_smaller_frame_limit_is_a_dead_letter_here(
+    make_system: MakeSystem, dead_letters: DeadLetters
+) -> None:
+    # Each node sends nothing over the limit the other announced in the handshake: before,
+    # the receiver dropped the whole connection and the message was lost without a word.
+    a = await make_system(transport=TCPTransport(max_frame_size=1024 * 1024))
+    b = await make_system(transport=TCPTransport(max_frame_size=64 * 1024))
+    dropped = dead_letters(a)
+    sink = Recorder(b, "sink")
+    ref = a.resolve(sink.ref.address)
+    ref.tell(Num(0))
+    await sink.wait_count(1)
+    ref.tell(Blob(b"x" * 100_000))
+    ref.tell(Num(1))
+    assert await sink.wait_count(2) == [Num(0), Num(1)]
+    await dropped.wait_count(1)
+    assert dropped.messages[0].reason == RemoteDeadLetterReason.MESSAGE_TOO_LARGE
+    with pytest.raises(FrameTooLarge):
+        await a.ask(ref, lambda r: Forward(r, Blob(b"y" * 100_000)), timeout=30.0)
+    assert a.remote_statistics().peers[0].connected
+    assert b.remote_statistics().peers[0].connected
+
+
 async def test_pickle_serializer_works_across_nodes(make_system: MakeSystem) -> None:
     a, b = await make_system(serializer="pickle"), await make_system(serializer="pickle")
     b.spawn(echo_behavior(), "echo")
@@ -368,7 +388,7 @@ async def test_a_request_is_handled_within_the_callback_that_delivers_it(
     probe = Recorder(b, "probe")
     handled = probe.messages
     raw = await network.raw_connect(b.node_address, source="node-r")
-    hello = Hello("t", "node-r", 1, 5, "node-b", b.node_address.port, "msgpack")
+    hello = Hello("t", "node-r", 1, 5, "node-b", b.node_address.port, "msgpack", 1 << 20)
     raw.write(framed(encode_handshake(hello)))
     await wait_until(lambda: connected(b))
     for n in range(3):
@@ -401,7 +421,7 @@ async def test_actors_run_from_the_network_handle_one_message_at_a_time(
 
     b.spawn(Behaviors.receive(receive), "probe")
     raw = await network.raw_connect(b.node_address, source="node-r")
-    hello = Hello("t", "node-r", 1, 5, "node-b", b.node_address.port, "msgpack")
+    hello = Hello("t", "node-r", 1, 5, "node-b", b.node_address.port, "msgpack", 1 << 20)
     raw.write(framed(encode_handshake(hello)))
     await wait_until(lambda: connected(b))
     frames = [b._envelopes.encode([FRAME_ENVELOPES, "/user/probe", Num(n)]) for n in range(3)]
@@ -466,7 +486,7 @@ async def test_a_lone_request_to_an_idle_actor_runs_at_once_as_a_run_of_it_would
     caplog.set_level(logging.CRITICAL, logger="casty.actors")
     probe = b.spawn(Behaviors.supervise(worker(), SupervisorStrategy.restart()), "probe")
     raw = await network.raw_connect(b.node_address, source="node-r")
-    hello = Hello("t", "node-r", 1, 5, "node-b", b.node_address.port, "msgpack")
+    hello = Hello("t", "node-r", 1, 5, "node-b", b.node_address.port, "msgpack", 1 << 20)
     raw.write(framed(encode_handshake(hello)))
     await wait_until(lambda: connected(b))
 

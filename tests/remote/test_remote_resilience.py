@@ -7,13 +7,13 @@ import os
 import signal
 import sys
 import textwrap
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from remote_support import (
     FAST,
+    DeadLetters,
     Echo,
     MakeSystem,
     Num,
@@ -26,11 +26,10 @@ from remote_support import (
     watched_by,
 )
 
-from casty.actors import ActorSystem, Behaviors, EventStreamSubscribe, Terminated
+from casty.actors import Behaviors, EventStreamSubscribe, Terminated
 from casty.remote import PeerConnected, PeerLost, RemoteActorSystem, RemoteDeadLetterReason
 from casty.testing import FakeNetwork, wait_until
 
-DeadLetters = Callable[[ActorSystem], Recorder]
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
 

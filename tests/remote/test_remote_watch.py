@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
-from remote_support import FAST, MakeSystem, Num, Recorder, Watcher, connected, watched_by
+from remote_support import (
+    FAST,
+    DeadLetters,
+    MakeSystem,
+    Num,
+    Recorder,
+    Watcher,
+    connected,
+    watched_by,
+)
 
-from casty.actors import ActorSystem, Behaviors, EventStreamSubscribe, Terminated
+from casty.actors import Behaviors, EventStreamSubscribe, Terminated
 from casty.errors import ConnectFailed, HandshakeFailed
 from casty.remote import PeerLost, RemoteDeadLetterReason
 from casty.testing import FakeNetwork, wait_until
-
-DeadLetters = Callable[[ActorSystem], Recorder]
 
 
 async def test_watch_fires_when_the_remote_actor_stops(make_system: MakeSystem) -> None:

@@ -93,8 +93,8 @@ def test_actor_address_parts() -> None:
 @pytest.mark.parametrize(
     "message",
     [
-        Hello("t", "h", 1, 2**64 - 1, "g", 2, "msgpack"),
-        Accept("t", "h", 1, 0),
+        Hello("t", "h", 1, 2**64 - 1, "g", 2, "msgpack", 2**32 - 1),
+        Accept("t", "h", 1, 0, 1),
         Refuse("go away"),
     ],
 )

@@ -311,3 +311,30 @@ async def test_the_default_receive_into_hands_over_batches_until_the_end(
     async with asyncio.timeout(STEP):
         await receiving
     assert received == [bytes([n]) for n in range(5)]
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf"), -1.0])
+def test_delay_refuses_negative_and_non_finite_seconds(
+    network: MemoryNetwork, seconds: float
+) -> None:
+    with pytest.raises(ConfigurationError, match="delay"):
+        network.delay("a", "b", seconds)
+    with pytest.raises(ConfigurationError, match="drop"):
+        network.drop("a", "b", float("nan"))
+
+
+def test_heal_with_one_host_heals_only_the_rules_involving_it(network: MemoryNetwork) -> None:
+    network.partition("a", "b")
+    network.partition("c", "b")
+    network.delay("c", "d", 1.0)
+    network.drop("d", "a", 0.5, oneway=True)
+    network.heal("a")
+    assert not network.is_partitioned("a", "b") and not network.is_partitioned("b", "a")
+    assert network.is_partitioned("c", "b") and network.is_partitioned("b", "c")
+    assert network._delays == {("c", "d"): 1.0, ("d", "c"): 1.0}
+    assert network._drops == {}
+    network.heal("c", "b")
+    assert not network.is_partitioned("c", "b")
+    assert network._delays  # heal(a, b) leaves the c-d delay alone
+    network.heal()
+    assert network._delays == {}

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
+import struct
 from typing import Any
 
 import pytest
 
 from casty.abc import Address, Connection
-from casty.errors import ConfigurationError, ConnectFailed
+from casty.errors import ConfigurationError, ConnectFailed, FrameTooLarge, TransportError
 from casty.testing import wait_until
 from casty.testing.transport_contract import echo, receive_exactly
 from casty.transports import as_transport
@@ -211,3 +213,97 @@ async def test_receive_into_takes_whole_frames_split_frames_and_handler_errors()
             async with asyncio.timeout(5.0):
                 await receiving
         peer.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "tcp://?connect_timeout=nan",
+        "tcp://?connect_timeout=inf",
+        "tcp://?connect_timeout=-inf",
+        "tcp://?connect_timeout=0",
+    ],
+)
+def test_timeouts_must_be_finite_positive_numbers(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="connect_timeout must be a finite positive"):
+        as_transport(url)
+    with pytest.raises(ConfigurationError, match="connect_timeout"):
+        TCPTransport(connect_timeout=float("nan"))
+
+
+def test_a_repeated_query_option_is_refused_naming_it() -> None:
+    with pytest.raises(ConfigurationError, match="max_frame_size"):
+        as_transport("tcp://?max_frame_size=1&max_frame_size=2")
+
+
+async def until_dropped(reader: asyncio.StreamReader) -> None:
+    """Wait until the listener closed or reset a raw peer's socket."""
+    async with asyncio.timeout(5.0):
+        try:
+            assert await reader.read() == b""
+        except ConnectionResetError:
+            pass  # aborted: the listener dropped it without a flush
+
+
+async def test_a_tls_client_hello_on_a_tcp_listener_hints_at_tls(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="casty.transports")
+    errors: list[BaseException] = []
+
+    async def handler(connection: Connection) -> None:
+        try:
+            async for _ in connection:
+                pass
+        except TransportError as exc:
+            errors.append(exc)
+
+    async with await TCPTransport().listen(LOCAL, handler) as listener:
+        reader, writer = await asyncio.open_connection(listener.address.host, listener.address.port)
+        # What a TLS client sends first: a handshake record (0x16, version 0x03 0x01).
+        writer.write(bytes.fromhex("160301020001") + bytes(64))
+        await until_dropped(reader)
+        writer.close()
+        await wait_until(lambda: bool(errors), message="the handler saw the drop")
+    assert isinstance(errors[0], FrameTooLarge)
+    assert "is the peer using TLS?" in str(errors[0])
+    assert any("is the peer using TLS?" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_handler_ending_with_its_connections_error_is_not_logged_as_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="casty.transports")
+    done: list[str] = []
+
+    async def documented(connection: Connection) -> None:
+        try:
+            async for frame in connection:
+                connection.send(frame)
+        finally:
+            done.append("documented")
+
+    async def buggy(connection: Connection) -> None:
+        done.append("buggy")
+        raise RuntimeError("handler bug")
+
+    def ends() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if "handler for" in r.getMessage()]
+
+    for count, handler in enumerate((documented, buggy), 1):
+        async with await TCPTransport(max_frame_size=16).listen(LOCAL, handler) as listener:
+            reader, writer = await asyncio.open_connection(
+                listener.address.host, listener.address.port
+            )
+            writer.write(struct.pack(">I", 1000) + b"x")  # over the 16-byte limit
+            await until_dropped(reader)
+            writer.close()
+            await wait_until(
+                lambda n=count: len(ends()) == n, message="the listener logged the handler's end"
+            )
+    assert [(r.levelno, r.exc_info is not None) for r in ends()] == [
+        (logging.DEBUG, False),
+        (logging.ERROR, True),
+    ]
+    assert "16 bytes" in ends()[0].getMessage()  # the reason, for whoever debugs
+    assert sorted(done) == ["buggy", "documented"]

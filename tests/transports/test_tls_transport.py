@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 from casty.abc import Address, Connection
 from casty.certs import CertificateFiles, certificate_info, create_ca, create_node_certificate
 from casty.errors import ConfigurationError, HandshakeFailed
+from casty.testing import wait_until
 from casty.testing.transport_contract import Recorder, echo
 from casty.transports import as_transport
 from casty.transports.tcp import TCPTransport
@@ -304,3 +305,35 @@ def test_subject_is_written_as_rfc4514_like_cryptography_does() -> None:
     assert subject_rfc4514(peercert) == name.rfc4514_string()
     assert subject_rfc4514({}) is None
     assert subject_rfc4514(None) is None
+
+
+async def test_probes_that_connect_and_close_are_logged_calmly(
+    pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    # TCP health probes and port scans: connect, then close without a ClientHello.
+    caplog.set_level(logging.WARNING, logger="casty.transports")
+    transport = pki.transport(pki.node_a)
+    async with await transport.listen(LOCAL, echo) as listener:
+        for _ in range(100):
+            _, writer = await asyncio.open_connection(listener.address.host, listener.address.port)
+            writer.close()
+            await writer.wait_closed()
+
+        def seen() -> int:
+            return len(refusals(caplog)) + sum(transport._refusals._held.values())
+
+        await wait_until(lambda: seen() == 100, message="every probe was refused")
+        async with await pki.transport(pki.node_b).connect(listener.address) as healthy:
+            await roundtrip(healthy, b"still serving")
+    lines = refusals(caplog)
+    assert 1 <= len(lines) <= 3, lines  # one line per kind of failure within 10 s
+    assert "127.0.0.1" in lines[0]  # the peer's address stays in the line
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0])
+def test_handshake_timeout_must_be_a_finite_positive_number(pki: Pki, value: float) -> None:
+    url = f"tls://?cert={pki.node_a.cert}&key={pki.node_a.key}&ca={pki.ca}"
+    with pytest.raises(ConfigurationError, match="handshake_timeout"):
+        as_transport(f"{url}&handshake_timeout={value}")
+    with pytest.raises(ConfigurationError, match="handshake_timeout"):
+        pki.transport(pki.node_a, handshake_timeout=value)
