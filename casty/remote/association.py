@@ -56,6 +56,7 @@ from casty.remote.envelope import (
     OP_ASK_FAILED,
     OP_HEARTBEAT,
     OP_HEARTBEAT_ACK,
+    OP_QUARANTINED,
     OP_SHUTDOWN,
     OP_TERMINATED,
     OP_UNWATCH,
@@ -89,6 +90,7 @@ _KNOWN_OPS = frozenset(
         OP_HEARTBEAT_ACK,
         OP_SHUTDOWN,
         OP_ASK_FAILED,
+        OP_QUARANTINED,
     }
 )
 
@@ -427,7 +429,12 @@ class Association:
             self.system._peer_dropped_request(self, path, reason, what)
             return
         if type(body) is not str:
-            raise DecodeError(f"control operation {op} needs an actor path, got {body!r}")
+            raise DecodeError(f"control operation {op} needs a string, got {body!r}")
+        if op == OP_QUARANTINED:
+            # The peer refuses this incarnation for good: nothing queued for it can leave.
+            detail = f"it quarantined this node: {body}"
+            self.declare_lost(RemoteDeadLetterReason.PEER_QUARANTINED, detail)
+            return
         system = self.system
         if op == OP_WATCH:
             target = system._find(body)

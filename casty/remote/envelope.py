@@ -18,8 +18,8 @@ Envelopes, every frame after the handshake::
 
 A ``str`` recipient is the path of an actor on the receiving node and its body the message; an
 ``int`` recipient is a control operation (`OP_WATCH` ...) whose body is a plain value (an actor
-path, 0, or for `OP_ASK_FAILED` an array of three strings). Entries are handled in order, so
-per-connection order is kept, control operations included. How message bodies are written
+path, 0, a reason, or for `OP_ASK_FAILED` an array of three strings). Entries are handled in
+order, so per-connection order is kept, control operations included. How message bodies are written
 depends on the serializer, which the handshake requires both nodes to share:
 
 - *inline*, for ``msgpack``: a message is written as the serializer's own MessagePack value,
@@ -55,6 +55,7 @@ __all__ = [
     "OP_ASK_FAILED",
     "OP_HEARTBEAT",
     "OP_HEARTBEAT_ACK",
+    "OP_QUARANTINED",
     "OP_SHUTDOWN",
     "OP_TERMINATED",
     "OP_UNWATCH",
@@ -71,7 +72,7 @@ __all__ = [
 
 #: The remoting protocol version; nodes of different versions refuse each other.
 #: 2: `OP_ASK_FAILED`. 3: refs to the sender's own actors travel as their paths. 4: HELLO and
-#: ACCEPT carry the sender's frame limit.
+#: ACCEPT carry the sender's frame limit; `OP_QUARANTINED`.
 PROTOCOL_VERSION: Final = 4
 MAGIC: Final = "casty"
 
@@ -92,10 +93,14 @@ OP_HEARTBEAT: Final = 4
 OP_HEARTBEAT_ACK: Final = 5
 #: Body: 0. The sender is shutting down: this incarnation will not come back.
 OP_SHUTDOWN: Final = 6
-#: Body: ``[path, reason, recipient]``: the sender dropped a message carrying the receiver's
-#: ask reply ref ``path`` (a ``/temp/`` path on the receiver) as a dead letter for ``reason``
-#: (a dead-letter reason) on its way to ``recipient`` (an address), so the ask can fail at once.
+#: Body: ``[path, reason, what]``: the sender dropped ``what`` (``"the request to <address>"``
+#: carrying the receiver's ask reply ref ``path``, a ``/temp/`` path on the receiver, or
+#: ``"the reply"`` to it) as a dead letter for ``reason`` (a dead-letter reason), so the ask can
+#: fail at once.
 OP_ASK_FAILED: Final = 7
+#: Body: a reason. The sender quarantined the receiver's incarnation and closes the connection
+#: (the frame after a dialler's handshake, so that the refused node learns why).
+OP_QUARANTINED: Final = 8
 
 _unpackb = msgpack.unpackb  # a module global: one lookup per frame instead of two
 

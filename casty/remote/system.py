@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable, Coroutine
@@ -35,6 +36,8 @@ from casty.errors import (
 from casty.remote.address import SCHEME, ActorAddress
 from casty.remote.association import Association, Refusal
 from casty.remote.envelope import (
+    FRAME_ENVELOPES,
+    OP_QUARANTINED,
     Accept,
     EnvelopeCodec,
     Hello,
@@ -703,10 +706,11 @@ class RemoteActorSystem(ActorSystem):
                     reason=RemoteDeadLetterReason.HANDSHAKE_REFUSED,
                 )
             if (address, answer.incarnation) in self._quarantined:
-                raise Refusal(
-                    f"incarnation {answer.incarnation} of {address} is quarantined",
-                    reason=RemoteDeadLetterReason.PEER_QUARANTINED,
-                )
+                why = f"incarnation {answer.incarnation} of {address} is quarantined"
+                goodbye = [FRAME_ENVELOPES, OP_QUARANTINED, why]
+                with contextlib.suppress(TransportError):  # so that the peer learns why
+                    conn.send(self._envelopes.encode(goodbye))
+                raise Refusal(why, reason=RemoteDeadLetterReason.PEER_QUARANTINED)
             if answer.max_frame_size < 1:
                 raise HandshakeFailed(
                     f"{address} announced a frame limit of {answer.max_frame_size} bytes",

@@ -187,3 +187,15 @@ async def test_associate_fails_for_an_address_nobody_listens_on(make_system: Mak
     a = await make_system()
     with pytest.raises(ConnectFailed):
         await a.associate("127.0.0.1:1", timeout=0.2)
+
+
+async def test_a_node_that_dials_a_quarantined_peer_tells_it_why(make_system: MakeSystem) -> None:
+    a, b = await make_system(), await make_system()
+    await a.associate(b.node_address)
+    a.quarantine(b.node_address, reason="downed by the cluster")
+    lost = Recorder(b, "lost")
+    b.event_stream.tell(EventStreamSubscribe(event_type=PeerLost, handler=lost.ref))
+    with pytest.raises(HandshakeFailed, match="quarantined"):
+        await a.associate(b.node_address, timeout=2.0)  # B accepts, A says why and leaves
+    [event] = await lost.wait_count(1)
+    assert event.address == a.node_address and "quarantined this node" in event.reason
