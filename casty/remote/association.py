@@ -166,6 +166,7 @@ class Association:
         self._down_since: float | None = None  # clock reading when the peer became unreachable
         self._waiters: list[asyncio.Future[int]] = []
         self._fail_fast: set[asyncio.Future[int]] = set()  # waiters failed by a refused dial
+        self._probes: list[asyncio.Future[bool]] = []  # `answers` calls awaiting a heartbeat ack
         self._closed = False
 
     # ---- sending -------------------------------------------------------------------------------
@@ -418,6 +419,8 @@ class Association:
         if op == OP_HEARTBEAT_ACK:
             if self.detector is not None:
                 self.detector.heartbeat()
+            if self._probes:
+                self._settle_probes(True)
             return
         if op == OP_SHUTDOWN:
             self.declare_lost(RemoteDeadLetterReason.PEER_SHUT_DOWN, "the peer shut down")
@@ -477,6 +480,29 @@ class Association:
             )
             return
         self.send_op(OP_HEARTBEAT, 0)
+
+    async def answers(self, timeout: float) -> bool:
+        """Whether the peer on the current connection answers a heartbeat within ``timeout``
+        seconds (``False`` without a connection, or when it ends meanwhile)."""
+        if self.conn is None:
+            return False
+        probe: asyncio.Future[bool] = self._loop.create_future()
+        self._probes.append(probe)
+        self.send_op(OP_HEARTBEAT, 0)
+        try:
+            async with asyncio.timeout(timeout):
+                return await probe
+        except TimeoutError:
+            return False
+        finally:
+            if probe in self._probes:
+                self._probes.remove(probe)
+
+    def _settle_probes(self, answered: bool) -> None:
+        probes, self._probes = self._probes, []
+        for probe in probes:
+            if not probe.done():
+                probe.set_result(answered)
 
     # ---- connections -------------------------------------------------------------------------
 
@@ -673,6 +699,7 @@ class Association:
     def _detach(self) -> None:
         self.conn = None
         self._direct = False
+        self._settle_probes(False)
         # The writer is cancelled below but runs only on a later loop turn: a tell in this turn
         # must not complete the future it waits on (it is cancelled), but start a connector.
         self._wake = None

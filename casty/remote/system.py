@@ -762,6 +762,20 @@ class RemoteActorSystem(ActorSystem):
             self._refuse(conn, problem)
             return
         association = self._association(Address(hello.host, hello.port))
+        known = association.incarnation
+        if association.conn is not None and known not in (None, hello.incarnation):
+            # A restart behind a connection not yet seen to break, or a second node claiming
+            # the address (a misconfiguration, or a spoof): only the first leaves the old
+            # incarnation silent.
+            settings = self.settings
+            wait = min(settings.acceptable_heartbeat_pause, settings.handshake_timeout / 2)
+            if await association.answers(wait):
+                self._refuse(
+                    conn,
+                    f"{association.root} is alive as incarnation {known} "
+                    "(does another node claim its address?)",
+                )
+                return
         conflict = association.admit(
             conn, hello.incarnation, initiated=False, frame_limit=hello.max_frame_size
         )

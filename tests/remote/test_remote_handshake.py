@@ -13,7 +13,18 @@ from dataclasses import replace
 
 import msgpack
 import pytest
-from remote_support import FAST, DeadLetters, Echo, MakeSystem, Num, Pki, Recorder, echo_behavior
+from remote_support import (
+    FAST,
+    DeadLetters,
+    Echo,
+    MakeSystem,
+    Num,
+    Pki,
+    Recorder,
+    Watcher,
+    echo_behavior,
+    watched_by,
+)
 
 from casty.errors import ConfigurationError, ConnectFailed, HandshakeFailed
 from casty.remote import PROTOCOL_VERSION, RemoteActorSystem, RemoteDeadLetterReason
@@ -282,3 +293,36 @@ async def test_associate_refuses_a_node_address_of_another_system(make_system: M
     with pytest.raises(ConfigurationError, match="a node of system 'other', not 't'"):
         await a.associate("casty://other@127.0.0.1:1", timeout=1.0)
     assert a.remote_statistics().peers == ()  # nothing dialled
+
+
+async def test_a_second_node_claiming_a_live_peers_address_is_refused(
+    make_system: MakeSystem,
+) -> None:
+    # Before, the claim was taken for a restart: the live peer was quarantined, its watches
+    # fired and its traffic went to the impostor.
+    a, b = await make_system(), await make_system()
+    sink = Recorder(b, "sink")
+    watcher = Watcher(a, "watcher")
+    remote = a.resolve(sink.ref.address)
+    await watcher.watch(remote)
+    await wait_until(lambda: watched_by(b) == 1)
+    incarnation = b.incarnation
+    node = b.node_address
+    claim = Hello(
+        "t",
+        node.host,
+        node.port,
+        incarnation + 1,
+        "127.0.0.1",
+        a.node_address.port,
+        "msgpack",
+        1 << 20,
+    )
+    async with raw_peer(a) as impostor:
+        impostor.writer.write(framed(encode_handshake(claim)))
+        answer = decode_handshake(await impostor.read_frame())
+    assert isinstance(answer, Refuse) and f"alive as incarnation {incarnation}" in answer.reason
+    remote.tell(Num(1))
+    assert await sink.wait_count(1) == [Num(1)]
+    assert watcher.terminated() == []
+    assert not a.is_quarantined(node, incarnation)
