@@ -75,11 +75,6 @@ class PromiseRef(ActorRef[Any]):
     def address(self) -> str:
         return self._system._address_prefix + self.path
 
-    @property
-    def target(self) -> ActorRef[Any] | None:
-        """The ref the ask's request was told to (``None`` for a watch's promise)."""
-        return self._target
-
     def tell(self, message: Any) -> None:
         future = self._future
         if future.done():

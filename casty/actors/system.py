@@ -430,6 +430,8 @@ class ActorSystem:
         found = self._find(path)
         if found is not None:
             return found
+        if path.startswith("/temp/"):  # the reply ref of an ask that has ended
+            return _DeadRef(self, path, DeadLetterReason.LATE_ASK_REPLY)
         return _DeadRef(self, path, DeadLetterReason.UNKNOWN_RECIPIENT)
 
     def statistics(self) -> ActorSystemStatistics:

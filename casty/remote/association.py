@@ -34,15 +34,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, cast, final
+from typing import TYPE_CHECKING, Any, final
 
 from casty.abc import Address, Connection
-from casty.actors.ask import PromiseRef
 from casty.actors.ref import ActorRef
 from casty.cluster.failure_detector import PhiAccrualFailureDetector
 from casty.errors import (
-    ActorStopped,
     ConnectFailed,
     DecodeError,
     EncodeError,
@@ -99,8 +96,9 @@ class Refusal(HandshakeFailed):
     """The peer (or this node's quarantine) refused a handshake.
 
     Attributes:
-        transient: a simultaneous-connect tie-break: the other connection is kept, retrying
-            is pointless but harmless and nothing is wrong.
+        transient: a refusal that does not last: a simultaneous-connect tie-break (the other
+            connection is kept, nothing is wrong) or a peer shutting down (it may come back).
+            Queued messages stay and the connector retries.
         reason: the dead-letter reason for the queued messages, or ``None`` to keep them.
     """
 
@@ -318,10 +316,11 @@ class Association:
             return
         entries = (len(chunk) - 1) >> 1
         if entries == 1:
+            recipient = chunk[1]
             log.error(
-                "dropping a message to %s%s: %d bytes encoded, the frame limit is %d",
+                "dropping %s to %s: %d bytes encoded, the frame limit is %d",
+                f"a message to {recipient}" if type(recipient) is str else f"operation {recipient}",
                 self.root,
-                chunk[1],
                 len(frame),
                 limit,
             )
@@ -507,28 +506,8 @@ class Association:
     # ---- connections -------------------------------------------------------------------------
 
     def wants_connection(self) -> bool:
-        """Whether this node has work for the peer (so it keeps reconnecting): queued messages,
-        watches, `associate` callers, or asks waiting for its reply."""
-        return bool(len(self._out) > 1 or self.watching or self.watched_by or self._waiters) or any(
-            True for _ in self._asks_in_flight()
-        )
-
-    def _asks_in_flight(self) -> Iterator[PromiseRef]:
-        """The asks whose request was sent to the peer and that wait for its reply.
-
-        A reply ref gets its ``/temp/`` address, and its entry in the system's table, when a
-        request carrying it is encoded: so these are the requests on the wire, not those still
-        queued (a scan, as it runs only when a connection ends or the peer is lost).
-        """
-        for promise in self.system._temp.values():
-            target = promise.target
-            if type(target) is RemoteActorRef and target._association is self:
-                yield promise
-
-    def _fail_asks_in_flight(self, why: str) -> None:
-        for promise in list(self._asks_in_flight()):
-            target = cast(ActorRef[Any], promise.target)
-            promise.fail(ActorStopped(f"no reply from {target.address} can come: {why}"))
+        """Whether this node has work for the peer (so it keeps reconnecting)."""
+        return bool(len(self._out) > 1 or self.watching or self.watched_by or self._waiters)
 
     def ensure_connector(self) -> None:
         """Start the connector task unless it runs, or remoting is not serving."""
@@ -640,7 +619,7 @@ class Association:
 
     def _refused(self, exc: HandshakeFailed) -> None:
         if isinstance(exc, Refusal) and exc.transient:
-            log.debug("handshake with %s superseded: %s", self.root, exc)
+            log.debug("handshake with %s refused for now: %s", self.root, exc)
             return
         log.warning("handshake with %s failed: %s", self.root, exc)
         self._settle_waiters(exc)
@@ -717,7 +696,6 @@ class Association:
     def _peer_restarted(self, old: int) -> None:
         log.info("%s restarted (incarnation %d replaced)", self.root, old)
         self.system._quarantined.add((self.address, old))
-        self._fail_asks_in_flight(f"the node restarted (incarnation {old} replaced)")
         self._forget_watches()
         self.system.publish(PeerLost(self.address, old, "peer restarted", True))
 
@@ -791,7 +769,6 @@ class Association:
             self._replace()
         self._down_since = None
         self._drop_queue(reason)
-        self._fail_asks_in_flight(f"the node is lost ({reason}): {detail}")
         self._settle_waiters(ConnectFailed(f"{self.root} is lost: {detail}"))
         self._forget_watches()
         connector = self._connector

@@ -72,7 +72,7 @@ __all__ = [
 
 #: The remoting protocol version; nodes of different versions refuse each other.
 #: 2: `OP_ASK_FAILED`. 3: refs to the sender's own actors travel as their paths. 4: HELLO and
-#: ACCEPT carry the sender's frame limit; `OP_QUARANTINED`.
+#: ACCEPT carry the sender's frame limit; `OP_QUARANTINED`; REFUSE says whether it is transient.
 PROTOCOL_VERSION: Final = 4
 MAGIC: Final = "casty"
 
@@ -142,9 +142,14 @@ class Accept:
 
 @dataclass(frozen=True, slots=True)
 class Refuse:
-    """The acceptor's answer to a bad `Hello`; the connection closes after it."""
+    """The acceptor's answer to a bad `Hello`; the connection closes after it.
+
+    ``transient`` marks a refusal that does not last (a simultaneous-connect tie-break, a node
+    shutting down): the dialler keeps what it queued and retries.
+    """
 
     reason: str
+    transient: bool = False
 
 
 Handshake = Hello | Accept | Refuse
@@ -196,14 +201,14 @@ def encode_handshake(message: Handshake) -> bytes:
             ]
         )
         return frame
-    frame = msgpack.packb([FRAME_REFUSE, *head, message.reason])
+    frame = msgpack.packb([FRAME_REFUSE, *head, message.reason, message.transient])
     return frame
 
 
 _HANDSHAKE_FIELDS: Final = {
     FRAME_HELLO: (Hello, (str, str, int, int, str, int, str, int)),
     FRAME_ACCEPT: (Accept, (str, str, int, int, int)),
-    FRAME_REFUSE: (Refuse, (str,)),
+    FRAME_REFUSE: (Refuse, (str, bool)),
 }
 
 

@@ -82,7 +82,10 @@ _NOT_A_REQUEST: Final = frozenset(
 
 
 def _ask_failure(reason: str, text: str) -> CastyError:
-    return _ASK_FAILURES.get(reason, ActorStopped)(text)
+    error = _ASK_FAILURES.get(reason, ActorStopped)
+    if error is HandshakeFailed:  # only a lasting handshake failure drops a request
+        return HandshakeFailed(text, permanent=True)
+    return error(text)
 
 
 def _unreachable(message: object) -> None:
@@ -690,7 +693,7 @@ class RemoteActorSystem(ActorSystem):
                     f"{address} answered the handshake with garbage: {exc}", permanent=True
                 ) from exc
             if isinstance(answer, Refuse):
-                raise self._refusal(address, answer.reason)
+                raise self._refusal(address, answer)
             if not isinstance(answer, Accept):
                 raise HandshakeFailed(
                     f"{address} answered the handshake with a HELLO", permanent=True
@@ -722,10 +725,10 @@ class RemoteActorSystem(ActorSystem):
         return conn, answer
 
     @staticmethod
-    def _refusal(address: Address, reason: str) -> Refusal:
-        transient = reason.startswith(("duplicate connection", "simultaneous connect"))
+    def _refusal(address: Address, answer: Refuse) -> Refusal:
+        transient = answer.transient
         return Refusal(
-            f"{address} refused the handshake: {reason}",
+            f"{address} refused the handshake: {answer.reason}",
             transient=transient,
             reason=None if transient else RemoteDeadLetterReason.HANDSHAKE_REFUSED,
         )
@@ -757,6 +760,9 @@ class RemoteActorSystem(ActorSystem):
         if not isinstance(hello, Hello):
             self._refuse(conn, f"expected a HELLO, got {type(hello).__name__.upper()}")
             return
+        if not self._serving:
+            self._refuse(conn, "this node is shutting down", transient=True)
+            return
         problem = self._check_hello(hello)
         if problem is not None:
             self._refuse(conn, problem)
@@ -781,7 +787,7 @@ class RemoteActorSystem(ActorSystem):
         )
         if conflict is not None:
             log.debug("superseded a connection from %s: %s", association.root, conflict)
-            self._answer(conn, Refuse(conflict))
+            self._answer(conn, Refuse(conflict, transient=True))
             return
         node = self._node
         accept = Accept(self.name, node.host, node.port, self._incarnation, conn.max_frame_size)
@@ -789,8 +795,6 @@ class RemoteActorSystem(ActorSystem):
         await association.run(conn)
 
     def _check_hello(self, hello: Hello) -> str | None:
-        if not self._serving:
-            return "this node is shutting down"
         if hello.system != self.name:
             # Worded so that it reads right in both nodes' logs (the reason goes to the peer).
             return (
@@ -811,9 +815,10 @@ class RemoteActorSystem(ActorSystem):
             return f"the connecting node announced a frame limit of {hello.max_frame_size} bytes"
         return None
 
-    def _refuse(self, conn: Connection, reason: str) -> None:
-        log.warning("refused a connection from %s: %s", conn.remote_address, reason)
-        self._answer(conn, Refuse(reason))
+    def _refuse(self, conn: Connection, reason: str, *, transient: bool = False) -> None:
+        level = logging.INFO if transient else logging.WARNING
+        log.log(level, "refused a connection from %s: %s", conn.remote_address, reason)
+        self._answer(conn, Refuse(reason, transient))
 
     @staticmethod
     def _answer(conn: Connection, message: Accept | Refuse) -> None:

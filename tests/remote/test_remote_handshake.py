@@ -212,9 +212,10 @@ async def test_asks_and_tells_to_a_node_whose_tls_refuses_us_end_at_once(
     echo = a.resolve(b.address + "/user/echo")
     echo.tell(Num(1))
     started = asyncio.get_running_loop().time()
-    with pytest.raises(HandshakeFailed, match="handshake failed"):
+    with pytest.raises(HandshakeFailed, match="handshake failed") as info:
         await a.ask(echo, lambda r: Echo("hello", r), timeout=30.0)
     assert asyncio.get_running_loop().time() - started < 15.0  # neither timeout
+    assert info.value.permanent
     await dropped.wait_count(2)
     assert [(d.message, d.reason) for d in dropped.messages][:1] == [
         (Num(1), RemoteDeadLetterReason.HANDSHAKE_FAILED)
@@ -326,3 +327,31 @@ async def test_a_second_node_claiming_a_live_peers_address_is_refused(
     assert await sink.wait_count(1) == [Num(1)]
     assert watcher.terminated() == []
     assert not a.is_quarantined(node, incarnation)
+
+
+@pytest.mark.parametrize("transient", [True, False])
+async def test_a_transient_refusal_keeps_the_queue_and_a_lasting_one_drops_it(
+    make_system: MakeSystem, dead_letters: DeadLetters, transient: bool
+) -> None:
+    # A node shutting down refuses with transient=True: it may come back, so what is queued
+    # for it waits for failure_timeout. Before, that refusal dropped the queue at once.
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        (size,) = HEADER.unpack(await reader.readexactly(4))
+        await reader.readexactly(size)
+        writer.write(framed(encode_handshake(Refuse("this node is shutting down", transient))))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        a = await make_system()
+        dropped = dead_letters(a)
+        a.resolve(f"casty://t@127.0.0.1:{port}/user/x").tell(Num(1))
+        await dropped.wait_count(1)
+    expected = (
+        RemoteDeadLetterReason.PEER_UNREACHABLE  # after failure_timeout of retries
+        if transient
+        else RemoteDeadLetterReason.HANDSHAKE_REFUSED  # at the first refusal
+    )
+    assert (dropped.messages[0].message, dropped.messages[0].reason) == (Num(1), expected)

@@ -96,6 +96,7 @@ def test_actor_address_parts() -> None:
         Hello("t", "h", 1, 2**64 - 1, "g", 2, "msgpack", 2**32 - 1),
         Accept("t", "h", 1, 0, 1),
         Refuse("go away"),
+        Refuse("shutting down", transient=True),
     ],
 )
 def test_handshake_frames_round_trip(message: Hello | Accept | Refuse) -> None:
