@@ -189,8 +189,8 @@ def create_ca(
         The written paths.
 
     Raises:
-        ConfigurationError: a file exists and ``force`` is false, ``days`` is not positive, or
-            the directory cannot be written.
+        ConfigurationError: a file exists and ``force`` is false (`OverwriteRefused`),
+            ``days`` is not positive, or the directory cannot be written.
     """
     out = Path(out_dir)
     files = CertificateFiles(out / CA_CERT, out / CA_KEY)
@@ -232,21 +232,30 @@ def _load_ca(ca_dir: Path) -> tuple[x509.Certificate, PrivateKey]:
     with _errors(f"cannot load the CA from {ca_dir}"):
         cert = x509.load_pem_x509_certificate((ca_dir / CA_CERT).read_bytes())
         key = serialization.load_pem_private_key((ca_dir / CA_KEY).read_bytes(), password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
-        raise ConfigurationError(f"{ca_dir / CA_KEY} holds an unsupported key type")
-    _check_issuer(ca_dir, cert, key)
+        if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+            raise ConfigurationError(f"{ca_dir / CA_KEY} holds an unsupported key type")
+        # Inside the choke point: a malformed extension raises ValueError on first access.
+        _check_issuer(ca_dir, cert, key)
     return cert, key
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    """Whether ``cert`` has BasicConstraints CA:TRUE.
+
+    Raises:
+        ValueError: the certificate's extensions cannot be parsed.
+    """
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
 
 
 def _check_issuer(ca_dir: Path, cert: x509.Certificate, key: PrivateKey) -> None:
     # A certificate signed by a non-CA (a node's pair copied in as ca.pem / ca.key) or by a key
     # other than the CA certificate's would be written fine and then never verify.
     subject = cert.subject.rfc4514_string()
-    try:
-        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        is_ca = False
-    if not is_ca:
+    if not _is_ca(cert):
         raise ConfigurationError(
             f"{ca_dir / CA_CERT} ({subject}) is not a CA certificate (no BasicConstraints "
             "CA:TRUE); create one with `casty cert create-ca`"
@@ -404,18 +413,15 @@ def certificate_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     with _errors(f"cannot read a certificate from {path}"):
         certs = x509.load_pem_x509_certificates(Path(path).read_bytes())
-    if not certs:
-        raise ConfigurationError(f"cannot read a certificate from {path}: no PEM certificate")
-    described = [_describe(path, cert) for cert in certs]
+        if not certs:
+            raise ConfigurationError(f"cannot read a certificate from {path}: no PEM certificate")
+        # Inside the choke point: a malformed extension raises ValueError on first access.
+        described = [_describe(path, cert) for cert in certs]
     return {**described[0], "certificates": described}
 
 
 def _describe(path: str | os.PathLike[str], cert: x509.Certificate) -> dict[str, Any]:
     extensions = cert.extensions
-    try:
-        is_ca = extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        is_ca = False
     try:
         san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         sans = [str(value) for value in san.get_values_for_type(x509.DNSName)]
@@ -436,7 +442,7 @@ def _describe(path: str | os.PathLike[str], cert: x509.Certificate) -> dict[str,
         "not_before": cert.not_valid_before_utc.isoformat(),
         "not_after": not_after.isoformat(),
         "expired": not_after < dt.datetime.now(dt.UTC),
-        "is_ca": is_ca,
+        "is_ca": _is_ca(cert),
         "key": _describe_key(cert.public_key()),
         "sans": sans,
         "extended_key_usage": eku,

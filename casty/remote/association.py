@@ -161,6 +161,9 @@ class Association:
         self._connector: asyncio.Task[None] | None = None
         self._dialing = False
         self._backing_off = False
+        # Kept across connectors: one that runs out of work and the next share the backoff.
+        self._attempt = 0  # failed dials since the last connection
+        self._next_dial = 0.0  # clock reading before which no dial starts
         self._down_since: float | None = None  # clock reading when the peer became unreachable
         self._waiters: list[asyncio.Future[int]] = []
         self._fail_fast: set[asyncio.Future[int]] = set()  # waiters failed by a refused dial
@@ -183,9 +186,9 @@ class Association:
                 frame = b""
             if not frame or len(frame) > self._frame_limit:
                 # Encoding it again fails the same way, and drops it as a dead letter with the
-                # reason.
+                # reason; what that queues (an ask's failure notice) must not be overtaken.
                 self._encode([FRAME_ENVELOPES, path, message], [], self._frame_limit)
-                self._direct = True
+                self.resume_direct()
                 return
             try:
                 conn.send(frame)
@@ -483,11 +486,12 @@ class Association:
     async def answers(self, timeout: float) -> bool:
         """Whether the peer on the current connection answers a heartbeat within ``timeout``
         seconds (``False`` without a connection, or when it ends meanwhile)."""
-        if self.conn is None:
+        if self.conn is None or self._closed:
             return False
         probe: asyncio.Future[bool] = self._loop.create_future()
         self._probes.append(probe)
-        self.send_op(OP_HEARTBEAT, 0)
+        self._out[1:1] = [OP_HEARTBEAT, 0]  # ahead of queued messages: a busy peer answers too
+        self._kick()
         try:
             async with asyncio.timeout(timeout):
                 return await probe
@@ -554,9 +558,12 @@ class Association:
         system = self.system
         settings = system.settings
         clock = system.clock
-        attempt = 0
         try:
             while self.conn is None and not self._closed and self.wants_connection():
+                wait = self._next_dial - clock.monotonic()
+                if wait > 0:  # the backoff a previous connector left (it ran out of work)
+                    await self._back_off(wait)
+                    continue
                 self._unreachable_since()
                 self._dialing = True
                 try:
@@ -569,7 +576,6 @@ class Association:
                         self._dial_failed(exc)
                 else:
                     self._dialing = False
-                    attempt = 0
                     try:
                         admitted = self.admit(
                             conn,
@@ -596,16 +602,22 @@ class Association:
                         quarantine=bool(self.watching or self.watched_by),
                     )
                     return
-                nominal = min(settings.max_backoff, settings.min_backoff * 2 ** min(attempt, 32))
-                attempt += 1
-                self._backing_off = True
-                try:
-                    await clock.sleep(min(nominal * system._random.uniform(0.5, 1.0), remaining))
-                finally:
-                    self._backing_off = False
+                exponent = min(self._attempt, 32)
+                nominal = min(settings.max_backoff, settings.min_backoff * 2**exponent)
+                self._attempt += 1
+                delay = min(nominal * system._random.uniform(0.5, 1.0), remaining)
+                self._next_dial = clock.monotonic() + delay
+                await self._back_off(delay)
         finally:
             if self._connector is asyncio.current_task():
                 self._connector = None
+
+    async def _back_off(self, seconds: float) -> None:
+        self._backing_off = True
+        try:
+            await self.system.clock.sleep(seconds)
+        finally:
+            self._backing_off = False
 
     @property
     def connected(self) -> bool:
@@ -659,6 +671,8 @@ class Association:
     def _attach(self, conn: Connection, incarnation: int, initiated: bool, limit: int) -> None:
         self.conn = conn
         self._frame_limit = limit
+        self._attempt = 0
+        self._next_dial = 0.0
         self.incarnation = incarnation
         self._initiated = initiated
         self._down_since = None
@@ -757,6 +771,7 @@ class Association:
         was told it died)."""
         incarnation = self.incarnation
         if incarnation is None and not self.wants_connection():
+            self._down_since = None  # the next work for the peer starts a new failure window
             return  # nothing known, nothing pending: nothing to lose
         level = logging.INFO if reason is RemoteDeadLetterReason.PEER_SHUT_DOWN else logging.WARNING
         log.log(level, "%s (incarnation %s) is lost: %s", self.root, incarnation, detail)

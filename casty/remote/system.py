@@ -189,7 +189,9 @@ class RemoteActorSystem(ActorSystem):
         serializer: a `Serializer` or its name (``"msgpack"``, ``"pickle"``); peers must use
             the same one.
         incarnation: this start's identity, in 0..2**64-1; ``None`` draws a random one at each
-            `start`. Peers refuse an incarnation they quarantined.
+            `start`. Peers refuse an incarnation they quarantined, and tell a restart from a
+            reconnect by it: give a different one to every start (a fixed value is for
+            tests), or a restarted node is taken for its previous run.
         settings: queue bounds, timeouts and backoff (`RemoteSettings`).
         clock: the clock of timers, ask timeouts, backoff, heartbeats and failure timeouts.
         throughput: as for `ActorSystem`.
@@ -769,19 +771,22 @@ class RemoteActorSystem(ActorSystem):
             return
         association = self._association(Address(hello.host, hello.port))
         known = association.incarnation
-        if association.conn is not None and known not in (None, hello.incarnation):
-            # A restart behind a connection not yet seen to break, or a second node claiming
-            # the address (a misconfiguration, or a spoof): only the first leaves the old
-            # incarnation silent.
-            settings = self.settings
-            wait = min(settings.acceptable_heartbeat_pause, settings.handshake_timeout / 2)
-            if await association.answers(wait):
-                self._refuse(
-                    conn,
-                    f"{association.root} is alive as incarnation {known} "
-                    "(does another node claim its address?)",
-                )
-                return
+        # Another connection claims a connected peer. It is the peer's restart (another
+        # incarnation) or reconnect (the same) only if the old connection has gone quiet: while
+        # that one answers, a second node claims the address (a misconfiguration, or a spoof).
+        if (
+            association.conn is not None
+            and known is not None
+            and await association.answers(self.settings.handshake_timeout / 2)
+        ):
+            if known == hello.incarnation:
+                reason = "a connection with this incarnation is established and answers"
+                log.debug("refused a connection from %s: %s", association.root, reason)
+                self._answer(conn, Refuse(reason, transient=True))
+            else:
+                alive = f"{association.root} is alive as incarnation {known}"
+                self._refuse(conn, alive + " (does another node claim its address?)")
+            return
         conflict = association.admit(
             conn, hello.incarnation, initiated=False, frame_limit=hello.max_frame_size
         )

@@ -474,14 +474,13 @@ class TaskListener(Listener):
         self._resources.add(connection)
         try:
             await self._handler(connection)
-        except TransportError as exc:
-            if not connection._is_own_error(exc):
-                logger.exception("connection handler for %s failed", connection.remote_address)
-            else:  # the connection broke (``async for`` re-raises it); the transport logged why
+        except Exception as exc:
+            if connection._is_own_error(exc):
+                # The connection broke (``async for`` re-raises it); the transport logged why.
                 logger.debug("connection handler for %s ended: %s", connection.remote_address, exc)
-        except Exception:
-            # The handler owns its errors; one failing peer must not stop the listener.
-            logger.exception("connection handler for %s failed", connection.remote_address)
+            else:
+                # The handler owns its errors; one failing peer must not stop the listener.
+                logger.exception("connection handler for %s failed", connection.remote_address)
         finally:
             self._resources.discard(connection)
             await connection.aclose()

@@ -366,7 +366,8 @@ class MemoryNetwork:
 
         ``heal()`` removes every rule; ``heal(a)`` only the rules of ``a``'s links (those
         from or to ``a``), leaving the rest of the network as it is; ``heal(a, b)`` only the
-        rules between ``a`` and ``b``, both directions.
+        rules between ``a`` and ``b``, both directions. A ``None`` argument is skipped, so
+        ``heal(None, b)`` acts as ``heal(b)``.
         """
         given = [_host(host) for host in (a, b) if host is not None]
         if not given:

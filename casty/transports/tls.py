@@ -241,8 +241,10 @@ class TLSTransport(Transport):
     On the listening side a peer whose handshake fails (untrusted or expired certificate, no
     client certificate, plain TCP, silence past ``handshake_timeout``) is logged on the
     ``casty.transports`` logger and dropped; it never reaches the handler. Refusals are logged
-    calmly: one line per reason every 10 s at most, ending with the count held back (TCP health
-    probes and port scans would otherwise log a line each). After the handshake
+    calmly (TCP health probes and port scans would otherwise log a line each): one line per
+    reason every 10 s at most; the refusals of that reason held back in between are counted,
+    and the count is printed at the end of the next line logged for that reason, so a burst
+    followed by silence never reports it. After the handshake
     the listener sends one empty frame, which `connect` consumes: this is how a client refused
     by the server learns it from `connect` (`HandshakeFailed`) under TLS 1.3.
 

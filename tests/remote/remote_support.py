@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from casty.abc import Address
 from casty.actors import ActorContext, ActorRef, ActorSystem, Behavior, Behaviors
 from casty.certs import CertificateFiles
 from casty.remote import RemoteActorSystem, RemoteSettings
+from casty.remote.envelope import Hello
 from casty.testing import wait_until
 from casty.transports.tls import TLSTransport
 
@@ -32,6 +34,18 @@ FAST = RemoteSettings(
 )
 
 MakeSystem = Callable[..., Awaitable[RemoteActorSystem]]
+
+
+def hello(
+    to: Address,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 1,
+    incarnation: int = 77,
+    system: str = "t",
+) -> Hello:
+    """The HELLO a raw peer at ``host:port`` sends to the node at ``to`` (msgpack, 1 MiB)."""
+    return Hello(system, host, port, incarnation, to.host, to.port, "msgpack", 1 << 20)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import msgpack
 import pytest
 from remote_support import (
     FAST,
@@ -24,6 +25,7 @@ from remote_support import (
     echo_behavior,
 )
 
+from casty.abc import Address, Connection
 from casty.actors import ActorContext, ActorRef, Behavior, Behaviors, DeadLetterReason
 from casty.errors import (
     ActorStopped,
@@ -37,6 +39,7 @@ from casty.errors import (
 )
 from casty.remote import RemoteActorSystem
 from casty.serializers import MsgpackSerializer
+from casty.testing import wait_until
 from casty.transports import TCPTransport
 
 #: An ask timeout no test may reach: a request that is dropped must fail the ask long before.
@@ -205,12 +208,71 @@ async def test_a_remote_reply_after_the_ask_ended_is_a_late_ask_reply(
 async def test_a_failure_notice_over_the_frame_limit_is_logged_as_an_operation(
     make_system: MakeSystem, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # The notice naming a long recipient path outgrows a tiny frame limit (a path of 332 bytes:
-    # the request still fits in 400, the notice does not); its log line named the control
-    # operation as if it were a path ("casty://t@127.0.0.1:43039" + "7").
+    # A notice naming a long recipient path outgrows a tiny frame limit where the request still
+    # fits; its log line named the control operation as if it were a path
+    # ("casty://t@127.0.0.1:43039" + "7"). The path length that does this depends on the
+    # addresses, so the test grows the path until the notice, not the request, is too large.
     a = await make_system(transport=TCPTransport(max_frame_size=400))
     b = await make_system(transport=TCPTransport(max_frame_size=400))
-    nobody = a.resolve(b.address + "/user/" + "x" * 332)
-    with caplog.at_level(logging.ERROR, "casty.remote"), pytest.raises(AskTimeout):
-        await a.ask(nobody, lambda r: Echo("?", r), timeout=0.5)
-    assert f"dropping operation 7 to {a.address}" in caplog.text
+    line = f"dropping operation 7 to {a.address}"
+    with caplog.at_level(logging.ERROR, "casty.remote"):
+        for length in range(300, 380, 2):
+            nobody = a.resolve(b.address + "/user/" + "x" * length)
+            try:
+                await a.ask(nobody, lambda r: Echo("?", r), timeout=0.3)
+            except ActorStopped:
+                continue  # the notice fitted: try a longer path
+            except FrameTooLarge:
+                break  # the request itself no longer fits
+            except AskTimeout:
+                await wait_until(lambda: line in caplog.text)
+                return
+    pytest.fail("no path length made the notice, and only the notice, too large")
+
+
+class RecordingTCPTransport(TCPTransport):
+    """TCP whose dialled connections keep a copy of every frame they receive."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: list[bytes] = []
+
+    async def connect(self, address: Address, timeout: float | None = None) -> Connection:
+        conn = await super().connect(address, timeout)
+        deliver = conn.receive_into
+
+        async def receive_into(handler: Callable[[list[bytes]], None]) -> None:
+            def record(frames: list[bytes]) -> None:
+                self.received.extend(frames)
+                handler(frames)
+
+            await deliver(record)
+
+        conn.receive_into = receive_into  # type: ignore[method-assign]
+        return conn
+
+
+async def test_what_follows_a_dropped_reply_stays_behind_its_failure_notice(
+    make_system: MakeSystem,
+) -> None:
+    # Per-connection order covers control operations: B drops a reply (no wire form), which
+    # queues the failure notice (operation 7) for A, then tells A's sink. Before, that tell
+    # was written at once, ahead of the notice.
+    recording = RecordingTCPTransport()
+    a, b = await make_system(transport=recording), await make_system()
+    sink = Recorder(a, "sink")
+    remote_sink = b.resolve(sink.ref.address)
+
+    def replier_receive(ctx: ActorContext[Any], msg: Any) -> Behavior[Any]:
+        msg.reply_to.tell(object())
+        remote_sink.tell(Num(1))
+        return Behaviors.same()
+
+    replier = a.resolve(b.spawn(Behaviors.receive(replier_receive), "replier").address)
+    await a.associate(b.node_address)  # A dials: B's frames reach A on the recorded connection
+    error = await failure_of(a, replier, lambda r: Echo("?", r))
+    assert isinstance(error, EncodeError)
+    await sink.wait_count(1)
+    frames = [msgpack.unpackb(f, ext_hook=msgpack.ExtType) for f in recording.received]
+    recipients = [recipient for frame in frames for recipient in frame[1::2]]
+    assert recipients.index(7) < recipients.index("/user/sink")

@@ -23,13 +23,15 @@ from remote_support import (
     Recorder,
     Watcher,
     echo_behavior,
+    hello,
     watched_by,
 )
 
+from casty.abc import Address
 from casty.errors import ConfigurationError, ConnectFailed, HandshakeFailed
 from casty.remote import PROTOCOL_VERSION, RemoteActorSystem, RemoteDeadLetterReason
-from casty.remote.envelope import Accept, Hello, Refuse, decode_handshake, encode_handshake
-from casty.testing import wait_until
+from casty.remote.envelope import Accept, Refuse, decode_handshake, encode_handshake
+from casty.testing import ManualClock, wait_until
 
 HEADER = struct.Struct(">I")
 
@@ -60,10 +62,7 @@ class RawPeer:
                 pass
 
     async def handshake(self, node: RemoteActorSystem) -> Accept:
-        hello = Hello(
-            "t", "127.0.0.1", 1, 77, "127.0.0.1", node.node_address.port, "msgpack", 1 << 20
-        )
-        self.writer.write(framed(encode_handshake(hello)))
+        self.writer.write(framed(encode_handshake(hello(node.node_address))))
         answer = decode_handshake(await self.read_frame())
         assert isinstance(answer, Accept), answer
         return answer
@@ -165,9 +164,9 @@ async def test_a_node_that_never_answers_fails_the_handshake(make_system: MakeSy
 
 async def test_a_node_refuses_a_hello_meant_for_another_address(make_system: MakeSystem) -> None:
     b = await make_system()
-    hello = Hello("t", "127.0.0.1", 1, 7, "10.9.8.7", b.node_address.port, "msgpack", 1 << 20)
+    meant_elsewhere = hello(Address("10.9.8.7", b.node_address.port), incarnation=7)
     async with raw_peer(b) as peer:
-        peer.writer.write(framed(encode_handshake(hello)))
+        peer.writer.write(framed(encode_handshake(meant_elsewhere)))
         answer = decode_handshake(await peer.read_frame())
     assert isinstance(answer, Refuse) and "meant to reach 10.9.8.7" in answer.reason
 
@@ -296,12 +295,15 @@ async def test_associate_refuses_a_node_address_of_another_system(make_system: M
     assert a.remote_statistics().peers == ()  # nothing dialled
 
 
+@pytest.mark.parametrize("same_incarnation", [False, True], ids=["another", "the same"])
 async def test_a_second_node_claiming_a_live_peers_address_is_refused(
-    make_system: MakeSystem,
+    make_system: MakeSystem, same_incarnation: bool
 ) -> None:
-    # Before, the claim was taken for a restart: the live peer was quarantined, its watches
-    # fired and its traffic went to the impostor.
-    a, b = await make_system(), await make_system()
+    # Before, a claim with another incarnation was taken for a restart (the live peer was
+    # quarantined, its watches fired, its traffic went to the impostor), and one with the same
+    # incarnation (ACCEPT tells it to any dialler) replaced the live connection.
+    settings = replace(FAST, handshake_timeout=4.0)  # the probe waits up to 2 s for an answer
+    a, b = await make_system(settings=settings), await make_system(settings=settings)
     sink = Recorder(b, "sink")
     watcher = Watcher(a, "watcher")
     remote = a.resolve(sink.ref.address)
@@ -309,20 +311,16 @@ async def test_a_second_node_claiming_a_live_peers_address_is_refused(
     await wait_until(lambda: watched_by(b) == 1)
     incarnation = b.incarnation
     node = b.node_address
-    claim = Hello(
-        "t",
-        node.host,
-        node.port,
-        incarnation + 1,
-        "127.0.0.1",
-        a.node_address.port,
-        "msgpack",
-        1 << 20,
-    )
+    claimed = incarnation if same_incarnation else incarnation ^ 1
+    claim = hello(a.node_address, host=node.host, port=node.port, incarnation=claimed)
     async with raw_peer(a) as impostor:
         impostor.writer.write(framed(encode_handshake(claim)))
         answer = decode_handshake(await impostor.read_frame())
-    assert isinstance(answer, Refuse) and f"alive as incarnation {incarnation}" in answer.reason
+    assert isinstance(answer, Refuse)
+    if same_incarnation:
+        assert answer.transient and "established and answers" in answer.reason
+    else:
+        assert f"alive as incarnation {incarnation}" in answer.reason
     remote.tell(Num(1))
     assert await sink.wait_count(1) == [Num(1)]
     assert watcher.terminated() == []
@@ -355,3 +353,47 @@ async def test_a_transient_refusal_keeps_the_queue_and_a_lasting_one_drops_it(
         else RemoteDeadLetterReason.HANDSHAKE_REFUSED  # at the first refusal
     )
     assert (dropped.messages[0].message, dropped.messages[0].reason) == (Num(1), expected)
+
+
+async def test_a_lasting_refusal_keeps_its_backoff_after_the_failure_timeout(
+    make_system: MakeSystem, dead_letters: DeadLetters
+) -> None:
+    # Before, once failure_timeout had passed, every message started a connector that dialled
+    # at once: one refused dial, and two warnings, per message sent.
+    dials = 0
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal dials
+        dials += 1
+        (size,) = HEADER.unpack(await reader.readexactly(4))
+        await reader.readexactly(size)
+        writer.write(framed(encode_handshake(Refuse("system name mismatch"))))
+        await writer.drain()
+        writer.close()
+
+    clock = ManualClock()
+    settings = replace(FAST, failure_timeout=1.0, min_backoff=0.1, max_backoff=0.1)
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        a = await make_system(clock=clock, settings=settings)
+        dropped = dead_letters(a)
+        target = a.resolve(f"casty://t@127.0.0.1:{port}/user/x")
+        target.tell(Num(0))
+        await dropped.wait_count(1)
+        await clock.advance(2.0)  # past the failure timeout and the backoff
+
+        def queued() -> int:
+            return a.remote_statistics().peers[0].queued
+
+        def backing_off() -> bool:  # a message waits and the connector sleeps on the clock
+            return queued() > 0 and clock.pending > 0
+
+        for n in range(1, 6):
+            target.tell(Num(n))
+            await wait_until(lambda n=n: backing_off() or len(dropped.messages) > n)
+            if backing_off():
+                break
+    # One dial closes the old failure window, one opens a new one and backs off: the next
+    # message waits for the backoff instead of dialling.
+    assert (dials, queued()) == (3, 1)
