@@ -60,6 +60,9 @@ log = logging.getLogger("casty.remote")
 _LOCAL_CACHE_SIZE: Final = 4096
 _REMOTE_CACHE_SIZE: Final = 16384
 _MAX_INCARNATION: Final = 2**64 - 1
+#: Seconds shutdown lets connections close once the flush budget is spent (drained ones close
+#: within a round trip; the others are aborted).
+_CLOSE_GRACE: Final = 0.1
 _SCHEME_LENGTH: Final = len(SCHEME)
 
 
@@ -390,9 +393,10 @@ class RemoteActorSystem(ActorSystem):
             conn = association.begin_shutdown()
             if conn is not None:
                 connections.append(conn)
+        deadline = self._loop.time() + self.settings.shutdown_flush_timeout
         if connections:
             try:
-                async with asyncio.timeout(self.settings.shutdown_flush_timeout):
+                async with asyncio.timeout_at(deadline):
                     await asyncio.gather(
                         *(conn.drain() for conn in connections), return_exceptions=True
                     )
@@ -406,9 +410,14 @@ class RemoteActorSystem(ActorSystem):
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self._remote_tasks.difference_update(tasks)
+        # Together, and within the flush budget: a close still waiting for a peer that does not
+        # read is cancelled, which aborts its socket (a drained one closes at once).
+        try:
+            async with asyncio.timeout_at(max(deadline, self._loop.time() + _CLOSE_GRACE)):
+                await asyncio.gather(*(c.aclose() for c in connections), return_exceptions=True)
+        except TimeoutError:
+            pass
         await self._listener.aclose()
-        for conn in connections:
-            await conn.aclose()
         await self._transport.aclose()
 
     def _resolve_foreign(self, address: str) -> ActorRef[Any]:

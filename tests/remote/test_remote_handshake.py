@@ -15,6 +15,7 @@ import msgpack
 import pytest
 from remote_support import (
     FAST,
+    Blob,
     DeadLetters,
     Echo,
     MakeSystem,
@@ -397,3 +398,21 @@ async def test_a_lasting_refusal_keeps_its_backoff_after_the_failure_timeout(
     # One dial closes the old failure window, one opens a new one and backs off: the next
     # message waits for the backoff instead of dialling.
     assert (dials, queued()) == (3, 1)
+
+
+async def test_shutdown_stays_within_its_flush_budget_when_a_peer_does_not_read(
+    make_system: MakeSystem,
+) -> None:
+    # Before, each connection's close then waited 2 s more for the stuck peer, one after the
+    # other.
+    a = await make_system(settings=replace(FAST, shutdown_flush_timeout=0.5))
+    async with raw_peer(a) as stuck:
+        await stuck.handshake(a)  # then never reads
+        target = a.resolve("casty://t@127.0.0.1:1/user/x")
+        for _ in range(300):
+            target.tell(Blob(b"x" * 100_000))
+        await wait_until(lambda: a.remote_statistics().peers[0].queued == 0)
+        started = asyncio.get_running_loop().time()
+        await a.shutdown()
+        took = asyncio.get_running_loop().time() - started
+    assert took < 0.5 + 1.0  # the budget, and some room for a slow machine
