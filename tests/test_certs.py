@@ -19,6 +19,34 @@ from casty.cli import main
 from casty.errors import ConfigurationError
 
 
+def write_self_signed_ca(ca_dir: Path, *extensions: x509.ExtensionType, common_name: str) -> None:
+    """Write ``ca.pem`` and ``ca.key`` of a one-day self-signed certificate with ``extensions``
+    (all critical) into ``ca_dir``: CAs the casty tooling would never make."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+    )
+    for extension in extensions:
+        builder = builder.add_extension(extension, critical=True)
+    cert = builder.sign(key, hashes.SHA256())
+    (ca_dir / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (ca_dir / "ca.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
@@ -157,27 +185,10 @@ def test_create_node_refuses_an_issuer_that_is_not_a_ca(
         create_node_certificate("x", mixed)
     assert not (mixed / "x.pem").exists()
     # A CA certificate whose key usage forbids signing certificates is refused.
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "No Sign CA")])
-    now = dt.datetime.now(dt.UTC)
     usage = x509.KeyUsage(True, False, False, False, False, False, False, False, False)
-    nosign = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(usage, critical=True)
-        .sign(key, hashes.SHA256())
+    write_self_signed_ca(
+        mixed, x509.BasicConstraints(ca=True, path_length=0), usage, common_name="No Sign CA"
     )
-    (mixed / "ca.pem").write_bytes(nosign.public_bytes(serialization.Encoding.PEM))
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    (mixed / "ca.key").write_bytes(key_pem)
     with pytest.raises(ConfigurationError, match="keyCertSign"):
         create_node_certificate("x", mixed)
 
@@ -185,28 +196,10 @@ def test_create_node_refuses_an_issuer_that_is_not_a_ca(
 def test_a_ca_with_a_malformed_extension_is_a_configuration_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Malformed CA")])
-    now = dt.datetime.now(dt.UTC)
     garbage = x509.UnrecognizedExtension(ExtensionOID.BASIC_CONSTRAINTS, b"\x01\x02garbage")
-    malformed = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(garbage, critical=True)
-        .sign(key, hashes.SHA256())
-    )
     ca_dir = tmp_path / "ca"
     ca_dir.mkdir()
-    (ca_dir / "ca.pem").write_bytes(malformed.public_bytes(serialization.Encoding.PEM))
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    (ca_dir / "ca.key").write_bytes(key_pem)
+    write_self_signed_ca(ca_dir, garbage, common_name="Malformed CA")
     with pytest.raises(ConfigurationError, match="cannot load the CA") as raised:
         create_node_certificate("x", ca_dir)
     assert isinstance(raised.value.__cause__, ValueError)
