@@ -412,7 +412,13 @@ def certificate_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         ConfigurationError: the file cannot be read or holds no PEM certificate.
     """
     with _errors(f"cannot read a certificate from {path}"):
-        certs = x509.load_pem_x509_certificates(Path(path).read_bytes())
+        data = Path(path).read_bytes()
+        if b"PRIVATE KEY-----" in data and b"-----BEGIN CERTIFICATE-----" not in data:
+            raise ConfigurationError(
+                f"{path} holds a private key, not a certificate (keep it secret; `cert info` "
+                "reads the .pem file next to it)"
+            )
+        certs = x509.load_pem_x509_certificates(data)
         if not certs:
             raise ConfigurationError(f"cannot read a certificate from {path}: no PEM certificate")
         # Inside the choke point: a malformed extension raises ValueError on first access.

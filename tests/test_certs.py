@@ -208,6 +208,9 @@ def test_a_ca_with_a_malformed_extension_is_a_configuration_error(
     assert sorted(p.name for p in ca_dir.iterdir()) == ["ca.key", "ca.pem"]
     with pytest.raises(ConfigurationError, match="cannot read a certificate"):
         certificate_info(ca_dir / "ca.pem")
+    # A newcomer pointing `cert info` at the key is told what the file is.
+    with pytest.raises(ConfigurationError, match="holds a private key, not a certificate"):
+        certificate_info(ca_dir / "ca.key")
 
 
 def test_a_node_certificate_never_outlives_its_ca(
