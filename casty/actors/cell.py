@@ -255,12 +255,7 @@ class LocalActorRef(ActorRef[M_contra]):
         mailbox.append(message)
         if not cell._scheduled:
             cell._scheduled = True
-            system = cell._system
-            woken = system._woken
-            if woken is None:
-                system._call_soon(cell._run, context=system._context)
-            else:
-                woken.append(cell)  # run before the current loop callback returns
+            cell._system._wake(cell)
 
     def _watch(self, watcher: ActorRef[Any], notice: object) -> None:
         cell = self._cell
@@ -346,12 +341,7 @@ class ActorCell(Generic[M]):
     def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
-            system = self._system
-            woken = system._woken
-            if woken is None:
-                system._call_soon(self._run, context=system._context)
-            else:
-                woken.append(self)
+            self._system._wake(self)
 
     def _ending(self) -> bool:
         """Whether this incarnation is over: restarting (old children stopping, PreRestart,
@@ -542,12 +532,7 @@ class ActorCell(Generic[M]):
 
     def _after_run(self) -> None:
         if self._sysq is not None or (self._status <= _RUNNING and self._mailbox):
-            system = self._system
-            woken = system._woken
-            if woken is None:
-                system._call_soon(self._run, context=system._context)
-            else:
-                woken.append(self)
+            self._system._wake(self)
             return
         self._idle()
 

@@ -617,15 +617,19 @@ class ActorSystem:
         if cell._parent is not self._root:  # guardians are not counted
             self._live_actors -= 1
 
+    def _wake(self, cell: ActorCell[Any]) -> None:
+        """Schedule a run of ``cell`` (marked scheduled): a loop callback, or, while `_woken`
+        collects them, a run before the current loop callback returns."""
+        woken = self._woken
+        if woken is None:
+            self._call_soon(cell._run, context=self._context)
+        else:
+            woken.append(cell)
+
     def _schedule_woken(self, woken: list[ActorCell[Any]]) -> None:
         """Hand runs collected in `_woken` to whoever would have run them (see `_run_woken`)."""
-        outer = self._woken
-        if outer is not None:
-            outer.extend(woken)
-            return
-        call_soon, context = self._call_soon, self._context
         for cell in woken:
-            call_soon(cell._run, context=context)
+            self._wake(cell)
 
     def _run_woken(self, woken: list[ActorCell[Any]]) -> None:
         """Run, here, the actors woken while `_woken` was ``woken``, as the loop would.

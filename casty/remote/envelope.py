@@ -411,9 +411,9 @@ class EnvelopeCodec:
                 items = self._salvage(frame)
         else:
             items = self._embedded(frame)
-        return self.checked(items, salvaged)
+        return self._checked(items, salvaged)
 
-    def checked(self, items: Any, salvaged: bool) -> tuple[list[Any], bool]:
+    def _checked(self, items: Any, salvaged: bool) -> tuple[list[Any], bool]:
         """``items`` as `decode` returns them, once checked to be envelope entries; with
         ``salvaged``, some messages may be `Undecodable`.
 

@@ -788,17 +788,15 @@ class RemoteActorSystem(ActorSystem):
             and known is not None
             and await association.answers(self.settings.handshake_timeout / 2)
         ):
-            if known == hello.incarnation:
-                reason = "a connection with this incarnation is established and answers"
-                log.debug("refused a connection from %s: %s", association.root, reason)
-                self._answer(conn, Refuse(reason, transient=True))
-            else:
+            if known != hello.incarnation:
                 alive = f"{association.root} is alive as incarnation {known}"
                 self._refuse(conn, alive + " (does another node claim its address?)")
-            return
-        conflict = association.admit(
-            conn, hello.incarnation, initiated=False, frame_limit=hello.max_frame_size
-        )
+                return
+            conflict: str | None = "a connection with this incarnation is established and answers"
+        else:
+            conflict = association.admit(
+                conn, hello.incarnation, initiated=False, frame_limit=hello.max_frame_size
+            )
         if conflict is not None:
             log.debug("superseded a connection from %s: %s", association.root, conflict)
             self._answer(conn, Refuse(conflict, transient=True))

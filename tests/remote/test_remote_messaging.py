@@ -43,6 +43,7 @@ from casty.remote.envelope import FRAME_ENVELOPES, encode_handshake
 from casty.serializers import MsgpackSerializer
 from casty.testing import FakeNetwork, wait_until
 from casty.transports import TCPTransport
+from casty.transports.memory import MemoryRawPeer
 
 
 async def test_address_reflects_the_bound_port(make_system: MakeSystem) -> None:
@@ -375,10 +376,7 @@ async def test_a_request_is_handled_within_the_callback_that_delivers_it(
     b = await make_system(host="node-b", transport=network.transport("node-b"))
     probe = Recorder(b, "probe")
     handled = probe.messages
-    raw = await network.raw_connect(b.node_address, source="node-r")
-    greeting = hello(b.node_address, host="node-r", incarnation=5)
-    raw.write(framed(encode_handshake(greeting)))
-    await wait_until(lambda: connected(b))
+    raw = await greeted_raw_peer(network, b)
     for n in range(3):
         raw.write(framed(b._envelopes.encode([FRAME_ENVELOPES, "/user/probe", Num(n)])))
         assert handled == [Num(i) for i in range(n + 1)]
@@ -408,10 +406,7 @@ async def test_actors_run_from_the_network_handle_one_message_at_a_time(
         return Behaviors.same()
 
     b.spawn(Behaviors.receive(receive), "probe")
-    raw = await network.raw_connect(b.node_address, source="node-r")
-    greeting = hello(b.node_address, host="node-r", incarnation=5)
-    raw.write(framed(encode_handshake(greeting)))
-    await wait_until(lambda: connected(b))
+    raw = await greeted_raw_peer(network, b)
     frames = [b._envelopes.encode([FRAME_ENVELOPES, "/user/probe", Num(n)]) for n in range(3)]
     raw.write(b"".join(framed(frame) for frame in frames))
     assert seen == [Num(0), Num(1), Num(2), ("again", 0), ("again", 1), ("again", 2)]
@@ -423,6 +418,15 @@ async def test_actors_run_from_the_network_handle_one_message_at_a_time(
 
 def framed(payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + payload
+
+
+async def greeted_raw_peer(network: FakeNetwork, b: RemoteActorSystem) -> MemoryRawPeer:
+    """A raw memory connection from host "node-r" to ``b``, past the handshake: what it writes
+    reaches ``b``'s dispatch synchronously."""
+    raw = await network.raw_connect(b.node_address, source="node-r")
+    raw.write(framed(encode_handshake(hello(b.node_address, host="node-r", incarnation=5))))
+    await wait_until(lambda: connected(b))
+    return raw
 
 
 async def test_a_lone_request_to_an_idle_actor_runs_at_once_as_a_run_of_it_would(
@@ -473,10 +477,7 @@ async def test_a_lone_request_to_an_idle_actor_runs_at_once_as_a_run_of_it_would
 
     caplog.set_level(logging.CRITICAL, logger="casty.actors")
     probe = b.spawn(Behaviors.supervise(worker(), SupervisorStrategy.restart()), "probe")
-    raw = await network.raw_connect(b.node_address, source="node-r")
-    greeting = hello(b.node_address, host="node-r", incarnation=5)
-    raw.write(framed(encode_handshake(greeting)))
-    await wait_until(lambda: connected(b))
+    raw = await greeted_raw_peer(network, b)
 
     def request(n: int) -> None:
         raw.write(framed(b._envelopes.encode([FRAME_ENVELOPES, "/user/probe", Num(n)])))
