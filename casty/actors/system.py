@@ -40,6 +40,7 @@ from casty.clock import Clock, SystemClock
 from casty.errors import (
     ActorError,
     ActorStopped,
+    CastyError,
     ConfigurationError,
     MailboxFull,
     ResourceClosed,
@@ -683,15 +684,25 @@ class ActorSystem:
                 {"message": f"Exception in callback {callback!r}", "exception": exc}
             )
 
-    def _dead_letter(self, message: object, recipient: ActorRef[Any], reason: str) -> None:
-        """Publish a dropped message (and fail the asks waiting for a reply to it, if any)."""
+    def _dead_letter(
+        self,
+        message: object,
+        recipient: ActorRef[Any],
+        reason: str,
+        error: CastyError | None = None,
+    ) -> None:
+        """Publish a dropped message (and fail the asks waiting for a reply to it, if any).
+
+        ``error``: what those asks fail with, for a reason of another layer (sharding) that
+        `_undeliverable` does not know; by default the error of ``reason``.
+        """
         reasons = self._dead_letter_reasons
         reasons[reason] = reasons.get(reason, 0) + 1
         for promise in reply_promises(message):
             # The request will never be handled, so no reply can come: fail fast.
-            error = _undeliverable(message, recipient, reason)
-            if error is not None:
-                promise.fail(error)
+            failure = error if error is not None else _undeliverable(message, recipient, reason)
+            if failure is not None:
+                promise.fail(failure)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("dead letter to %s (%s): %r", recipient.path, reason, message)
         if type(message) is DeadLetter:

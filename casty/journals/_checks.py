@@ -18,6 +18,7 @@ from casty.errors import (
 
 __all__ = [
     "RowReplay",
+    "WriteCallback",
     "WriteNowait",
     "check_bound",
     "check_id",
@@ -56,6 +57,10 @@ class RowReplay(Protocol):
         ...
 
 
+#: ``callback(None)`` once a write is committed, ``callback(error)`` if it is not.
+WriteCallback = Callable[[BaseException | None], object]
+
+
 @runtime_checkable
 class WriteNowait(Protocol):
     """The non-suspending write of the group-commit journals (internal: not part of `Journal`).
@@ -66,7 +71,7 @@ class WriteNowait(Protocol):
     """
 
     def _write_nowait(
-        self, entries: Sequence[JournalEntry], callback: Callable[[BaseException | None], object]
+        self, entries: Sequence[JournalEntry], callback: WriteCallback
     ) -> Callable[[], None] | None:
         """Check non-empty ``entries`` and queue them as `Journal.write` would, without
         suspending; ``callback(None)`` once they are committed, ``callback(error)`` if not

@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from casty.abc import JournalEntry
 from casty.errors import ResourceClosed
+from casty.journals._checks import WriteCallback
 
-__all__ = ["Callback", "GroupCommit", "GroupCommitStatistics", "PendingWrite"]
+__all__ = ["GroupCommit", "GroupCommitStatistics", "PendingWrite"]
 
 # Event-loop turns the writer waits, after a round, for its callers to write again: an answered
 # command reaches the entity's next write in about three turns (the entity resumes and replies,
@@ -47,9 +48,6 @@ _GATHER_TURNS = 8
 _SPLIT_ENTRIES = 256
 
 
-Callback = Callable[[BaseException | None], object]
-
-
 @dataclass(slots=True)
 class PendingWrite:
     """One caller's write waiting for its round: its ``future`` (`GroupCommit.submit`) or its
@@ -58,7 +56,7 @@ class PendingWrite:
     persistence_id: str
     entries: Sequence[JournalEntry]
     future: asyncio.Future[None] | None = field(repr=False)
-    callback: Callback | None = field(default=None, repr=False)
+    callback: WriteCallback | None = field(default=None, repr=False)
 
     withdrawn: bool = field(default=False, repr=False)
 
@@ -156,8 +154,7 @@ class GroupCommit:
         """
         if self._closing:
             raise ResourceClosed(f"{self._name} is closed")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         pending = PendingWrite(persistence_id, entries, future)
         if not self._busy and not self._queue and not self._flying:
             self._busy = True
@@ -167,14 +164,11 @@ class GroupCommit:
                 self._busy = False
                 self._wakeup.set()  # the writer, for writes queued meanwhile, or an aclose
             return future.result()
-        self._queue.append(pending)
-        if self._task is None or self._task.done():
-            self._task = loop.create_task(self._run(), name=f"{self._name} group commit")
-        self._wakeup.set()
+        self._enqueue(pending)
         await future
 
     def submit_nowait(
-        self, persistence_id: str, entries: Sequence[JournalEntry], callback: Callback
+        self, persistence_id: str, entries: Sequence[JournalEntry], callback: WriteCallback
     ) -> PendingWrite:
         """Queue a checked write for the writer's next round; ``callback(error)`` runs, in
         the writer task, once the round is committed (``error`` is ``None``) or failed.
@@ -190,13 +184,17 @@ class GroupCommit:
         if self._closing:
             raise ResourceClosed(f"{self._name} is closed")
         pending = PendingWrite(persistence_id, entries, None, callback)
+        self._enqueue(pending)
+        return pending
+
+    def _enqueue(self, pending: PendingWrite) -> None:
+        """Queue ``pending`` for the writer task, started if it is not running."""
         self._queue.append(pending)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name=f"{self._name} group commit"
             )
         self._wakeup.set()
-        return pending
 
     def statistics(self) -> GroupCommitStatistics:
         """The counters so far."""
@@ -216,6 +214,11 @@ class GroupCommit:
         while self._busy:  # a write flushing in its caller's task finishes too
             self._wakeup.clear()
             await self._wakeup.wait()
+
+    def _closed_under(self, writes: Iterable[PendingWrite], when: str) -> None:
+        """Resolve ``writes`` with the `ResourceClosed` of a writer cancelled ``when`` them."""
+        for pending in writes:
+            pending.resolve(ResourceClosed(f"{self._name} closed {when} the write"))
 
     def _take_round(self, limit: int | None = None) -> list[PendingWrite]:
         """The next round: at most ``limit`` writes, none of a persistence id in flight."""
@@ -261,10 +264,8 @@ class GroupCommit:
                 await self._flush_round(batch)
                 await self._gather(len(batch))
             except asyncio.CancelledError:
-                for pending in batch:
-                    pending.resolve(ResourceClosed(f"{self._name} closed during the write"))
-                for pending in self._queue:
-                    pending.resolve(ResourceClosed(f"{self._name} closed before the write"))
+                self._closed_under(batch, "during")
+                self._closed_under(self._queue, "before")
                 raise
             finally:
                 self._busy = False
@@ -297,8 +298,7 @@ class GroupCommit:
                 self._wakeup.clear()
                 await self._wakeup.wait()
         except asyncio.CancelledError:
-            for pending in self._queue:
-                pending.resolve(ResourceClosed(f"{self._name} closed before the write"))
+            self._closed_under(self._queue, "before")
             raise
 
     def _splits(self, queue: deque[PendingWrite]) -> bool:
@@ -344,8 +344,7 @@ class GroupCommit:
         try:
             await self._flush_round(batch)
         except asyncio.CancelledError:
-            for pending in batch:
-                pending.resolve(ResourceClosed(f"{self._name} closed during the write"))
+            self._closed_under(batch, "during")
             raise
 
     async def _gather(self, expected: int) -> None:

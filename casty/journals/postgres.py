@@ -33,6 +33,7 @@ from casty.errors import (
     WriteRejected,
 )
 from casty.journals._checks import (
+    WriteCallback,
     check_bound,
     check_id,
     check_replace,
@@ -47,7 +48,6 @@ from casty.journals._checks import (
     snapshot_from_row,
 )
 from casty.journals._groupcommit import (
-    Callback,
     GroupCommit,
     GroupCommitStatistics,
     PendingWrite,
@@ -494,7 +494,7 @@ ORDER BY e.ord
         await self._commits.submit(persistence_id, entries)
 
     def _write_nowait(
-        self, entries: Sequence[JournalEntry], callback: Callback
+        self, entries: Sequence[JournalEntry], callback: WriteCallback
     ) -> Callable[[], None] | None:
         """`write` for a caller that must not suspend (see `casty.journals._checks.WriteNowait`)."""
         if self._pool is None or self._closed:

@@ -64,7 +64,7 @@ from casty.errors import (
     WriteRejected,
 )
 from casty.journals import as_journal
-from casty.journals._checks import make_entry
+from casty.journals._checks import WriteNowait, make_entry
 from casty.persistence.effects import Persisted
 from casty.persistence.recovery import EntryCodec, recover
 from casty.persistence.snapshots import SnapshotPolicy
@@ -76,11 +76,6 @@ C = TypeVar("C")
 S = TypeVar("S")
 
 OnCommand = Callable[[ActorContext[C], S, C], "Behavior[Any] | Awaitable[Behavior[Any]]"]
-
-# A journal's `casty.journals._checks.WriteNowait` method.
-_NowaitWrite = Callable[
-    [Sequence[JournalEntry], Callable[[BaseException | None], object]], Callable[[], None] | None
-]
 
 _current_task = asyncio.current_task
 _SAME: Behavior[Any] = Behaviors.same()
@@ -372,7 +367,8 @@ class _Entity(Generic[C, S]):
         self._gathering = False  # the queued commands arrived during a write: batch them
         self._inflight: _Write | None = None  # a write handed over without suspending
         # The journal's `WriteNowait` method, if it has one.
-        self._nowait: _NowaitWrite | None = getattr(self._journal, "_write_nowait", None)
+        journal = self._journal
+        self._nowait = journal._write_nowait if isinstance(journal, WriteNowait) else None
         self._stashing = True  # recovering or catching up
         self._snapshotting = False  # a save is running
         self._snapshot_due = False  # another multiple was crossed meanwhile
@@ -550,8 +546,7 @@ class _Entity(Generic[C, S]):
                 # Cancelled (the actor stops): the write is whole or absent; a resumed
                 # incarnation finds out through a SequenceConflict. No `then` will run: the
                 # asks of the batch's commands fail now.
-                self._state = self._durable_state
-                self._sequence_nr = self._durable_sequence_nr
+                self._roll_back()
                 _fail_asks(self._ctx, batch)
                 raise
             self._durable(batch, started)
@@ -561,14 +556,30 @@ class _Entity(Generic[C, S]):
         return behavior
 
     @staticmethod
-    async def _thens(batch: list[_Command], start: int) -> None:
-        """Run the ``then`` callbacks of ``batch[start:]``, in order, awaiting async ones."""
-        for record in batch[start:]:
+    def _run_thens(batch: list[_Command], start: int) -> tuple[Awaitable[object] | None, int]:
+        """Run the ``then`` callbacks of ``batch[start:]``, in order, until one returns an
+        awaitable: that awaitable and the index after it (``None`` once all have run)."""
+        for index in range(start, len(batch)):
+            record = batch[index]
             then = record.effect.then
             if then is not None:
                 done = then(record.state)
                 if done is not None and inspect.isawaitable(done):
-                    await done
+                    return done, index + 1
+        return None, len(batch)
+
+    @classmethod
+    async def _thens(cls, batch: list[_Command], start: int) -> None:
+        """Run the ``then`` callbacks of ``batch[start:]``, in order, awaiting async ones."""
+        pending, start = cls._run_thens(batch, start)
+        while pending is not None:
+            await pending
+            pending, start = cls._run_thens(batch, start)
+
+    def _roll_back(self) -> None:
+        """Back to the last stored state: the events of the write in flight may not be."""
+        self._state = self._durable_state
+        self._sequence_nr = self._durable_sequence_nr
 
     def _durable(self, batch: list[_Command], started: float) -> None:
         """Take note that ``batch``'s events are stored (the write began at ``started``)."""
@@ -594,12 +605,9 @@ class _Entity(Generic[C, S]):
                 raise error
             return self._write_failed(batch, error, _SAME)
         self._durable(batch, write.started)
-        for index, record in enumerate(batch):
-            then = record.effect.then
-            if then is not None:
-                done = then(record.state)
-                if done is not None and inspect.isawaitable(done):
-                    return self._then_rest(batch, index + 1, done)
+        pending, start = self._run_thens(batch, 0)
+        if pending is not None:
+            return self._then_rest(batch, start, pending)
         self._gathering = self._ctx._message_next()
         return _SAME
 
@@ -623,8 +631,7 @@ class _Entity(Generic[C, S]):
                 await waiter
             except BaseException:
                 # Cancelled (the actor stops): as in `_write`.
-                self._state = self._durable_state
-                self._sequence_nr = self._durable_sequence_nr
+                self._roll_back()
                 raise
         try:
             await _settle(self._written(write))
@@ -647,8 +654,7 @@ class _Entity(Generic[C, S]):
     async def _write_failed(
         self, batch: list[_Command], error: Exception, behavior: Behavior[Any]
     ) -> Behavior[Any]:
-        self._state = self._durable_state
-        self._sequence_nr = self._durable_sequence_nr
+        self._roll_back()
         await _settle(self._fail_commands(batch, error))
         if isinstance(error, SequenceConflict):
             self._ctx.log.warning(

@@ -512,7 +512,13 @@ class RemoteActorSystem(ActorSystem):
 
     # ---- asks whose request was dropped -------------------------------------------------------
 
-    def _dead_letter(self, message: object, recipient: ActorRef[Any], reason: str) -> None:
+    def _dead_letter(
+        self,
+        message: object,
+        recipient: ActorRef[Any],
+        reason: str,
+        error: CastyError | None = None,
+    ) -> None:
         """Publish a dropped message and fail the asks waiting for a reply to it at once.
 
         A local ask's promise among the message's top-level fields fails here when remoting
@@ -537,7 +543,7 @@ class RemoteActorSystem(ActorSystem):
                 and recipient.path.startswith("/temp/")
             ):
                 recipient._association.ask_failed(recipient.path, reason, "the reply")
-        super()._dead_letter(message, recipient, reason)
+        super()._dead_letter(message, recipient, reason, error)
 
     def _peer_dropped_request(
         self, association: Association, path: str, reason: str, what: str

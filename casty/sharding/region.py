@@ -21,7 +21,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, final
 
 from casty.abc import Address
-from casty.actors.ask import reply_promises
 from casty.actors.behaviors import Behavior, Behaviors
 from casty.actors.context import ActorContext
 from casty.actors.events import EventStreamSubscribe
@@ -447,11 +446,9 @@ class _Region:
 
     def dead_letter(self, msg: Any, reason: str) -> None:
         # No reply can come: an ask of this node waiting for one fails now instead of at its
-        # timeout (the actor system leaves the asks of other layers' dead letters to them;
-        # remoting tells another node's asker).
-        for promise in reply_promises(msg):
-            promise.fail(ShardUnavailable(f"{reason}; the request was dropped"))
-        self.system._dead_letter(msg, self.me, reason)
+        # timeout (remoting tells another node's asker).
+        unavailable = ShardUnavailable(f"{reason}; the request was dropped")
+        self.system._dead_letter(msg, self.me, reason, unavailable)
 
     def on_start_entity(self, msg: StartEntity) -> None:
         record = self.entities.get(msg.entity_id) if msg.entity_id.__class__ is str else None

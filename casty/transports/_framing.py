@@ -242,6 +242,13 @@ class FramedConnection(Connection):
 
     # ---- receiving ---------------------------------------------------------------------------
 
+    def _handler_failed(self, exc: Exception) -> None:
+        """The frame handler raised ``exc``: raised again by `receive_into`, in its caller's
+        task; no more frames go to the handler."""
+        self._handler = None
+        self._handler_error = exc
+        self._wake_receiver()
+
     def _deliver(self, frames: list[bytes], nbytes: int) -> None:
         """Hand ``frames`` (``nbytes`` wire bytes) to the frame handler, or add them to the
         inbox and wake the receiver once."""
@@ -249,10 +256,8 @@ class FramedConnection(Connection):
         if handler is not None:
             try:
                 handler(frames)
-            except Exception as exc:  # raised again by receive_into, in its caller's task
-                self._handler = None
-                self._handler_error = exc
-                self._wake_receiver()
+            except Exception as exc:
+                self._handler_failed(exc)
             if self._notify_taken:
                 self._frames_taken()
             return

@@ -118,10 +118,8 @@ class StreamConnection(FramedConnection, asyncio.Protocol):
                 if size + HEADER_SIZE == len(data) and size <= parser.max_frame_size:
                     try:
                         handler([data[HEADER_SIZE:]])
-                    except Exception as exc:  # raised again by receive_into, in its caller's task
-                        self._handler = None
-                        self._handler_error = exc
-                        self._wake_receiver()
+                    except Exception as exc:
+                        self._handler_failed(exc)
                     return
         try:
             frames = self._parser.feed(data)
